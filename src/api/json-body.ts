@@ -1,0 +1,26 @@
+import { isInteger, isSafeNumber, parse as parseLossless } from 'lossless-json';
+import { createError } from '../errors.js';
+import { ClientRequestError } from './client-request-error.js';
+
+/**
+ * JSON bodies, read so that no integer is silently rounded: 64-bit seeds above 2^53 become BigInt.
+ * JSON.parse is the fast path; the lossless parser runs only when the text has a run of 16 or more digits,
+ * the only way to spell an integer beyond 2^53. Neither parser gives `__proto__` keys any power: they
+ * become plain own properties, which validation then reports as unknown parameters.
+ */
+export function parseJsonBody(text: string): unknown {
+  try {
+    return /\d{16}/.test(text) ? parseLossless(text, undefined, parseNumber) : JSON.parse(text);
+  } catch (error) {
+    const reason =
+      error instanceof RangeError ? 'it is nested too deeply to read' : error instanceof Error ? error.message : String(error);
+    throw new ClientRequestError(
+      createError('invalidJson', `The request body is not valid JSON: ${reason}. Send a JSON array of task objects.`),
+    );
+  }
+}
+
+function parseNumber(text: string): number | bigint {
+  if (isSafeNumber(text)) return Number(text);
+  return isInteger(text) ? BigInt(text) : Number(text);
+}

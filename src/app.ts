@@ -1,0 +1,66 @@
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
+import { createApiKeyCheck } from './api/auth.js';
+import { installErrorHandling } from './api/error-handler.js';
+import { parseJsonBody } from './api/json-body.js';
+import { registerOpenApi } from './api/plugins/openapi.js';
+import { requestIdOf } from './api/request-id.js';
+import { healthRoutes, type ReadinessProbe } from './api/routes/health.js';
+import { taskRoutes } from './api/routes/tasks.js';
+import type { Config } from './config.js';
+import type { Dispatcher } from './dispatch/dispatcher.js';
+import { loggerOptions } from './logger.js';
+import type { ModelResolver } from './models/resolver.js';
+
+export interface AppDependencies {
+  readonly config: Config;
+  readonly resolver: ModelResolver;
+  readonly dispatcher: Dispatcher;
+  readonly readiness?: ReadinessProbe;
+}
+
+/** The whole gateway as a Fastify instance, without a port: plugins and routes, nothing else. */
+export async function buildApp(dependencies: AppDependencies): Promise<FastifyInstance> {
+  const { config } = dependencies;
+  const app = Fastify({
+    logger: loggerOptions(config.logLevel),
+    bodyLimit: config.limits.bodyLimitBytes,
+    genReqId: requestIdOf,
+    logController: new LogController({
+      requestIdLogLabel: 'requestId',
+      // Probes arrive every few seconds from load balancers; logging each would drown the real traffic.
+      disableRequestLogging: (request) => request.url.startsWith('/health/'),
+    }),
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  // JSON only: Fastify's text/plain parser would let a string body through as if it were a task list.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    try {
+      done(null, parseJsonBody(body as string));
+    } catch (error) {
+      done(error as Error, undefined);
+    }
+  });
+
+  installErrorHandling(app, config.limits);
+  await registerOpenApi(app);
+  await app.register(healthRoutes, { readiness: dependencies.readiness ?? { isReady: () => true } });
+
+  await app.register(async (api) => {
+    if (config.apiKeys.length > 0) api.addHook('onRequest', createApiKeyCheck(config.apiKeys));
+    await api.register(taskRoutes, {
+      resolver: dependencies.resolver,
+      dispatcher: dependencies.dispatcher,
+      limits: config.limits,
+    });
+  });
+
+  return app;
+}

@@ -1,0 +1,83 @@
+import { z } from 'zod';
+
+/**
+ * Environment → typed configuration (DESIGN §8). Every variable is validated here, and a bad one stops
+ * start-up with a message that names it; nothing else in clipgate reads process.env.
+ */
+
+const positiveInt = (fallback: number, max: number) => z.coerce.number().int().min(1).max(max).default(fallback);
+
+const logLevels = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+const environmentSchema = z.object({
+  NODE_ENV: z.enum(['development', 'production', 'test']).default('development'),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  HOST: z.string().min(1).default('0.0.0.0'),
+  LOG_LEVEL: z.enum(logLevels).default('info'),
+  API_KEYS: z
+    .string()
+    .default('')
+    .transform((raw) => raw.split(',').map((key) => key.trim()).filter((key) => key.length > 0))
+    .pipe(z.array(z.string().min(16, 'each API key must be at least 16 characters long'))),
+  MODEL_CATALOG_PATH: z.string().min(1).optional(),
+  MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
+  MAX_EMBEDDINGS_PER_TASK: positiveInt(10, 100),
+  BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
+});
+
+export interface Config {
+  readonly environment: 'development' | 'production' | 'test';
+  readonly port: number;
+  readonly host: string;
+  readonly logLevel: (typeof logLevels)[number];
+  /** Empty means the API is open (refused in production). */
+  readonly apiKeys: readonly string[];
+  readonly modelCatalogPath: string | undefined;
+  readonly limits: {
+    readonly maxTasksPerRequest: number;
+    readonly maxEmbeddingsPerTask: number;
+    readonly bodyLimitBytes: number;
+  };
+}
+
+export class ConfigError extends Error {
+  override readonly name = 'ConfigError';
+  constructor(readonly problems: readonly string[]) {
+    super(`invalid configuration:\n${problems.map((problem) => `  - ${problem}`).join('\n')}`);
+  }
+}
+
+/** Values never echoed in an error message: they are secrets. */
+const secretVariables: ReadonlySet<string> = new Set(['API_KEYS']);
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  // Empty strings mean "unset" for every variable: `PORT= npm start` should not be a type error.
+  const present = Object.fromEntries(Object.entries(env).filter(([, value]) => value !== undefined && value !== ''));
+  const parsed = environmentSchema.safeParse(present);
+  if (!parsed.success) {
+    throw new ConfigError(
+      parsed.error.issues.map((issue) => {
+        const variable = String(issue.path[0] ?? '(environment)');
+        const echo = variable in present && !secretVariables.has(variable) ? ` (got "${present[variable]}")` : '';
+        return `${variable}: ${issue.message}${echo}`;
+      }),
+    );
+  }
+  const values = parsed.data;
+  if (values.NODE_ENV === 'production' && values.API_KEYS.length === 0) {
+    throw new ConfigError(['API_KEYS: required when NODE_ENV=production; an open gateway would serve anyone']);
+  }
+  return {
+    environment: values.NODE_ENV,
+    port: values.PORT,
+    host: values.HOST,
+    logLevel: values.LOG_LEVEL,
+    apiKeys: values.API_KEYS,
+    modelCatalogPath: values.MODEL_CATALOG_PATH,
+    limits: {
+      maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,
+      maxEmbeddingsPerTask: values.MAX_EMBEDDINGS_PER_TASK,
+      bodyLimitBytes: values.BODY_LIMIT_BYTES,
+    },
+  };
+}

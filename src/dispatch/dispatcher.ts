@@ -1,0 +1,31 @@
+import type { ApiError, ErrorDetails } from '../errors.js';
+import type { ImageInferenceTask } from '../tasks/image-inference-schema.js';
+
+/** One generated image as the public API reports it (Runware's field names). */
+export interface ImageResult {
+  readonly taskType: 'imageInference';
+  readonly taskUUID: string;
+  readonly imageUUID: string;
+  readonly imageURL?: string;
+  readonly imageBase64Data?: string;
+  readonly imageDataURI?: string;
+  /** Exact: a number when it fits in 2^53, else a decimal string. */
+  readonly seed: number | string;
+  readonly cost?: number;
+}
+
+export type DispatchOutcome =
+  | { readonly kind: 'images'; readonly images: readonly ImageResult[] }
+  | { readonly kind: 'failed'; readonly error: ApiError };
+
+export interface DispatchContext {
+  /** Who the task is, for the error it may end in. */
+  readonly details: ErrorDetails;
+  /** Aborted when the client goes away; the dispatcher cancels the worker's job. */
+  readonly signal: AbortSignal;
+}
+
+/** The last stage of a task: turn a validated task into images on a GPU worker, or say why not. */
+export interface Dispatcher {
+  dispatch(task: ImageInferenceTask, context: DispatchContext): Promise<DispatchOutcome>;
+}

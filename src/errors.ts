@@ -1,0 +1,218 @@
+/**
+ * The one catalogue of clipgate error and warning codes. Nothing else invents a code: every error a
+ * client can see is created here, with its HTTP status and whether retrying the same task can help.
+ * The README's tables are checked against this file by a test.
+ */
+
+export interface ErrorDefinition {
+  readonly status: number;
+  readonly retryable: boolean;
+  /** One line for the README's table: when a client sees this code. */
+  readonly description: string;
+}
+
+export const errorCatalogue = {
+  // Request-level problems: the body as a whole could not be taken.
+  invalidJson: {
+    status: 400,
+    retryable: false,
+    description: 'The request body is not valid JSON (or is nested too deeply to read).',
+  },
+  invalidRequestBody: {
+    status: 400,
+    retryable: false,
+    description: 'The body is valid JSON but not a non-empty array of task objects.',
+  },
+  tooManyTasks: {
+    status: 400,
+    retryable: false,
+    description: 'The array holds more tasks than MAX_TASKS_PER_REQUEST allows.',
+  },
+  payloadTooLarge: {
+    status: 413,
+    retryable: false,
+    description: 'The body is larger than BODY_LIMIT_BYTES.',
+  },
+  unsupportedMediaType: {
+    status: 415,
+    retryable: false,
+    description: 'The Content-Type is not application/json.',
+  },
+  missingApiKey: {
+    status: 401,
+    retryable: false,
+    description: 'No `Authorization: Bearer <key>` header was sent.',
+  },
+  invalidApiKey: {
+    status: 401,
+    retryable: false,
+    description: 'The bearer key is not one of the configured API keys.',
+  },
+  routeNotFound: {
+    status: 404,
+    retryable: false,
+    description: 'No endpoint answers this method and path.',
+  },
+
+  // Task-level structural problems.
+  invalidTask: {
+    status: 400,
+    retryable: false,
+    description: 'An element of the task array is not a JSON object.',
+  },
+  unsupportedTaskType: {
+    status: 400,
+    retryable: false,
+    description: '`taskType` is missing or names a task type clipgate does not run.',
+  },
+  missingParameter: {
+    status: 400,
+    retryable: false,
+    description: 'A required parameter is absent.',
+  },
+  invalidParameter: {
+    status: 400,
+    retryable: false,
+    description: 'A parameter has the wrong type, format or value (see `allowed` where it applies).',
+  },
+  parameterOutOfRange: {
+    status: 400,
+    retryable: false,
+    description: 'A number, string length or list length is outside its range (see `min` and `max`).',
+  },
+  unknownParameter: {
+    status: 400,
+    retryable: false,
+    description: 'The task carries a field clipgate does not know (often a typo).',
+  },
+  invalidAir: {
+    status: 400,
+    retryable: false,
+    description: 'A model identifier is not an AIR (`source:id@version` or `urn:air:…`).',
+  },
+  duplicateTaskUUID: {
+    status: 400,
+    retryable: false,
+    description: 'Two tasks in one request share a `taskUUID`.',
+  },
+
+  // Task-level semantic problems.
+  unknownModel: {
+    status: 400,
+    retryable: false,
+    description: 'The AIR is well formed but names no model clipgate knows.',
+  },
+  notABaseModel: {
+    status: 400,
+    retryable: false,
+    description: '`model` names an embedding or a LoRA instead of a base (checkpoint) model.',
+  },
+  notAnEmbedding: {
+    status: 400,
+    retryable: false,
+    description: 'An `embeddings[]` entry names a model that is not a textual inversion (a LoRA belongs in `lora[]`).',
+  },
+  notALora: {
+    status: 400,
+    retryable: false,
+    description: 'A `lora[]` entry names a model that is not a LoRA.',
+  },
+  unsupportedEmbeddingArchitecture: {
+    status: 400,
+    retryable: false,
+    description: 'Embeddings were sent for a base model without a CLIP text encoder (FLUX, HiDream, SD3, third-party, …).',
+  },
+  incompatibleEmbeddingFamily: {
+    status: 400,
+    retryable: false,
+    description: "An embedding was trained for another family than the base model's (e.g. SD 1.5 on SDXL).",
+  },
+  duplicateEmbedding: {
+    status: 400,
+    retryable: false,
+    description: 'The same embedding appears twice in one task; merge the entries into one weight.',
+  },
+  tooManyEmbeddings: {
+    status: 400,
+    retryable: false,
+    description: 'A task carries more embeddings than MAX_EMBEDDINGS_PER_TASK allows.',
+  },
+
+  // Capacity and server problems.
+  noAvailableWorker: {
+    status: 503,
+    retryable: true,
+    description: 'No GPU worker can take the task now; retry later.',
+  },
+  internalError: {
+    status: 500,
+    retryable: true,
+    description: 'clipgate failed in a way that is not the client\'s fault; the details are in its log.',
+  },
+} as const satisfies Record<string, ErrorDefinition>;
+
+export type ErrorCode = keyof typeof errorCatalogue;
+
+/** The error object of the public API (DESIGN §2). */
+export interface ApiError {
+  code: ErrorCode;
+  message: string;
+  parameter?: string;
+  taskUUID?: string;
+  taskType?: string;
+  /** Position of the task in the request array: identifies tasks that sent no usable taskUUID. */
+  taskIndex?: number;
+  min?: number;
+  max?: number;
+  allowed?: readonly (string | number)[];
+  retryable: boolean;
+}
+
+export type ErrorDetails = Omit<ApiError, 'code' | 'message' | 'retryable'>;
+
+export function createError(code: ErrorCode, message: string, details: ErrorDetails = {}): ApiError {
+  return { code, message, ...details, retryable: errorCatalogue[code].retryable };
+}
+
+export function statusOf(code: ErrorCode): number {
+  return errorCatalogue[code].status;
+}
+
+export interface WarningDefinition {
+  readonly description: string;
+}
+
+export const warningCatalogue = {
+  extremeEmbeddingWeight: {
+    description: 'An embedding weight beyond ±2.0: accepted, but such weights often distort the image.',
+  },
+  manyEmbeddings: {
+    description: 'More than 3 embeddings in one task: accepted, but they tend to interfere with each other.',
+  },
+  ineffectiveEmbeddingWeight: {
+    description: 'An embedding with weight 0 has no effect; remove it or give it a weight.',
+  },
+  negativeEmbeddingWithoutGuidance: {
+    description:
+      'A negative embedding works through the negative prompt, which has no effect when CFGScale ≤ 1.',
+  },
+} as const satisfies Record<string, WarningDefinition>;
+
+export type WarningCode = keyof typeof warningCatalogue;
+
+export interface ApiWarning {
+  code: WarningCode;
+  message: string;
+  parameter?: string;
+  taskUUID?: string;
+  taskType?: string;
+  taskIndex?: number;
+}
+
+export function createWarning(
+  code: WarningCode,
+  message: string,
+  details: Omit<ApiWarning, 'code' | 'message'> = {},
+): ApiWarning {
+  return { code, message, ...details };
+}

@@ -1,0 +1,50 @@
+/**
+ * AIR — the identifier that names a model: `source:id@version` (`civitai:118418@134583`,
+ * `runware:100@1`, `recraft:v4.1-pro@0`). Ids and versions may be non-numeric. Civitai's URN form
+ * `urn:air:{ecosystem}:{type}:{source}:{id}@{version}` is accepted and normalised to the short form; its
+ * ecosystem and type are kept only as hints, since the model's own record is what we trust.
+ */
+
+export interface Air {
+  /** Lower-cased source: `civitai`, `runware`, `recraft`, … */
+  readonly source: string;
+  readonly id: string;
+  readonly version: string;
+  /** The normalised short form, used as the key everywhere. */
+  readonly canonical: string;
+  /** From the URN form only; never trusted over the model's record. */
+  readonly ecosystemHint?: string;
+  readonly typeHint?: string;
+}
+
+const SOURCE = '[a-z][a-z0-9_-]{0,31}';
+const PART = '[A-Za-z0-9][A-Za-z0-9._-]{0,127}';
+const shortForm = new RegExp(`^(${SOURCE}):(${PART})@(${PART})$`, 'i');
+const urnForm = new RegExp(`^urn:air:(${PART}):(${PART}):(${SOURCE}):(${PART})@(${PART})$`, 'i');
+
+export const AIR_MAX_LENGTH = 300;
+
+export const airFormatHint =
+  'an AIR such as "civitai:118418@134583" or "urn:air:sdxl:embedding:civitai:118418@134583" (source:id@version)';
+
+export function parseAir(text: string): Air | undefined {
+  if (text.length > AIR_MAX_LENGTH) return undefined;
+  const trimmed = text.trim();
+  const urn = urnForm.exec(trimmed);
+  if (urn) {
+    // The regex guarantees every group; the defaults only satisfy the type checker.
+    const [, ecosystem = '', type = '', source = '', id = '', version = ''] = urn;
+    return build(source, id, version, { ecosystemHint: ecosystem.toLowerCase(), typeHint: type.toLowerCase() });
+  }
+  const short = shortForm.exec(trimmed);
+  if (short) {
+    const [, source = '', id = '', version = ''] = short;
+    return build(source, id, version, {});
+  }
+  return undefined;
+}
+
+function build(source: string, id: string, version: string, hints: Pick<Air, 'ecosystemHint' | 'typeHint'>): Air {
+  const normalisedSource = source.toLowerCase();
+  return { source: normalisedSource, id, version, canonical: `${normalisedSource}:${id}@${version}`, ...hints };
+}

@@ -1,0 +1,31 @@
+import type { Air } from './air.js';
+import { builtinCatalogue, thirdPartySources } from './builtin-catalogue.js';
+import type { ModelRecord } from './model-record.js';
+import type { ModelResolver, Resolution } from './resolver.js';
+
+/**
+ * Resolves AIRs from what clipgate knows without asking anyone: the built-in list, the operator's
+ * catalogue (which overrides it), and the hosted providers whose every model is third-party.
+ */
+export function createCatalogueResolver(operatorRecords: readonly ModelRecord[] = []): ModelResolver {
+  const records = new Map<string, ModelRecord>();
+  for (const record of [...builtinCatalogue, ...operatorRecords]) records.set(record.air, record);
+
+  function resolveOne(air: Air): Resolution {
+    const record = records.get(air.canonical);
+    if (record) return { kind: 'found', record };
+    if (thirdPartySources.has(air.source)) {
+      return {
+        kind: 'found',
+        record: { air: air.canonical, name: air.canonical, type: 'checkpoint', family: 'third-party', source: 'provider' },
+      };
+    }
+    return { kind: 'notFound' };
+  }
+
+  return {
+    async resolveMany(airs) {
+      return new Map(airs.map((air) => [air.canonical, resolveOne(air)]));
+    },
+  };
+}

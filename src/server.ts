@@ -1,0 +1,63 @@
+import { buildApp } from './app.js';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { createNoWorkerDispatcher } from './dispatch/no-worker-dispatcher.js';
+import { createCatalogueResolver } from './models/catalogue.js';
+import { CatalogueFileError, loadOperatorCatalogue } from './models/operator-catalogue.js';
+
+/** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
+const SHUTDOWN_GRACE_MS = 10_000;
+
+async function main(): Promise<void> {
+  let config: Config;
+  let operatorRecords;
+  try {
+    config = loadConfig();
+    operatorRecords = config.modelCatalogPath ? await loadOperatorCatalogue(config.modelCatalogPath) : [];
+  } catch (error) {
+    if (error instanceof ConfigError || error instanceof CatalogueFileError) {
+      process.stderr.write(`clipgate: ${error.message}\n`);
+      process.exit(1);
+    }
+    throw error;
+  }
+
+  let draining = false;
+  const app = await buildApp({
+    config,
+    resolver: createCatalogueResolver(operatorRecords),
+    dispatcher: createNoWorkerDispatcher(),
+    readiness: { isReady: () => !draining },
+  });
+
+  if (config.apiKeys.length === 0) {
+    app.log.warn('API_KEYS is not set: the API is open to anyone who can reach it. Set API_KEYS before exposing it.');
+  }
+  app.log.info({ operatorModels: operatorRecords.length }, 'model catalogue loaded');
+
+  const shutdown = (signal: NodeJS.Signals) => {
+    if (draining) return;
+    draining = true;
+    app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    const timer = setTimeout(() => {
+      app.log.error('in-flight requests did not finish in time; exiting');
+      process.exit(1);
+    }, SHUTDOWN_GRACE_MS);
+    timer.unref();
+    app.close().then(
+      () => process.exit(0),
+      (error: unknown) => {
+        app.log.error({ err: error }, 'error while closing');
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', shutdown);
+  process.once('SIGINT', shutdown);
+
+  await app.listen({ port: config.port, host: config.host });
+}
+
+main().catch((error: unknown) => {
+  process.stderr.write(`clipgate: failed to start: ${error instanceof Error ? error.stack : String(error)}\n`);
+  process.exit(1);
+});

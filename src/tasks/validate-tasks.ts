@@ -1,0 +1,195 @@
+import { createError, type ApiError, type ApiWarning, type ErrorDetails } from '../errors.js';
+import type { Air } from '../models/air.js';
+import type { ModelResolver } from '../models/resolver.js';
+import {
+  airSchema,
+  embeddingEntrySchema,
+  imageInferenceFields,
+  imageInferenceSchema,
+  loraEntrySchema,
+  type ImageInferenceTask,
+} from './image-inference-schema.js';
+import { checkModelUse, type ModelUse, type RuleLimits } from './model-rules.js';
+import { issuesToErrors } from './structural-errors.js';
+
+/**
+ * The validation stage: structure (zod) first, then semantics against resolved models. Every task is
+ * judged on its own and every problem of a task is reported, not only the first; one bad task never
+ * affects another. All AIRs of the request are resolved in one call to the resolver.
+ */
+
+export const supportedTaskTypes = ['imageInference'] as const;
+
+/** Past this many errors a task is junk, not a typo; the rest would only bloat the response. */
+export const MAX_ERRORS_PER_TASK = 50;
+
+export interface TaskVerdict {
+  readonly index: number;
+  readonly taskUUID: string | undefined;
+  readonly taskType: string | undefined;
+  readonly errors: readonly ApiError[];
+  readonly warnings: readonly ApiWarning[];
+  /** The normalised task, present exactly when there are no errors. */
+  readonly task: ImageInferenceTask | undefined;
+}
+
+export interface ValidationDependencies {
+  readonly resolver: ModelResolver;
+  readonly limits: RuleLimits;
+}
+
+interface Inspection {
+  readonly index: number;
+  readonly taskUUID: string | undefined;
+  readonly taskType: string | undefined;
+  readonly details: ErrorDetails;
+  readonly errors: ApiError[];
+  readonly parsed: ImageInferenceTask | undefined;
+  /** Absent when the task is not an imageInference at all, so there is nothing to resolve. */
+  readonly use: ModelUse | undefined;
+}
+
+export async function validateTasks(tasks: readonly unknown[], dependencies: ValidationDependencies): Promise<TaskVerdict[]> {
+  const inspections = tasks.map(inspectStructure);
+  flagDuplicateTaskUUIDs(inspections);
+
+  const airs = new Map<string, Air>();
+  for (const { use } of inspections) {
+    if (!use) continue;
+    for (const air of [use.model, ...use.embeddings.map((entry) => entry.air), ...use.loras.map((entry) => entry.air)]) {
+      if (air) airs.set(air.canonical, air);
+    }
+  }
+  const resolutions = airs.size > 0 ? await dependencies.resolver.resolveMany([...airs.values()]) : new Map();
+
+  return inspections.map((inspection) => {
+    const outcome = inspection.use
+      ? checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details)
+      : { errors: [], warnings: [] };
+    const errors = [...inspection.errors, ...outcome.errors].slice(0, MAX_ERRORS_PER_TASK);
+    return {
+      index: inspection.index,
+      taskUUID: inspection.taskUUID,
+      taskType: inspection.taskType,
+      errors,
+      warnings: outcome.warnings,
+      task: errors.length === 0 ? inspection.parsed : undefined,
+    };
+  });
+}
+
+function inspectStructure(raw: unknown, index: number): Inspection {
+  if (!isPlainObject(raw)) {
+    const details = { taskIndex: index };
+    const error = createError('invalidTask', `task ${index} must be a JSON object with taskType and taskUUID; got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}.`, details);
+    return { index, taskUUID: undefined, taskType: undefined, details, errors: [error], parsed: undefined, use: undefined };
+  }
+
+  const taskUUID = typeof raw['taskUUID'] === 'string' && raw['taskUUID'].length <= 128 ? raw['taskUUID'] : undefined;
+  const taskType = typeof raw['taskType'] === 'string' && raw['taskType'].length <= 64 ? raw['taskType'] : undefined;
+  const details: ErrorDetails = {
+    ...(taskUUID !== undefined && { taskUUID }),
+    ...(taskType !== undefined && { taskType }),
+    taskIndex: index,
+  };
+
+  if (taskType !== 'imageInference') {
+    const what = raw['taskType'] === undefined ? 'taskType is required' : `taskType ${JSON.stringify(taskType ?? raw['taskType'])?.slice(0, 80)} is not supported`;
+    const error = createError('unsupportedTaskType', `${what}; this gateway runs ${supportedTaskTypes.map((type) => `"${type}"`).join(', ')}.`, {
+      ...details,
+      parameter: 'taskType',
+      allowed: supportedTaskTypes,
+    });
+    return { index, taskUUID, taskType, details, errors: [error], parsed: undefined, use: undefined };
+  }
+
+  const result = imageInferenceSchema.safeParse(raw);
+  if (result.success) {
+    return { index, taskUUID, taskType, details, errors: [], parsed: result.data, use: useOfParsed(result.data) };
+  }
+  const errors = issuesToErrors(result.error.issues, { input: raw, knownKeys, details });
+  return { index, taskUUID, taskType, details, errors, parsed: undefined, use: useOfRaw(raw) };
+}
+
+function useOfParsed(task: ImageInferenceTask): ModelUse {
+  return {
+    model: task.model,
+    cfgScale: task.CFGScale,
+    embeddingCount: task.embeddings.length,
+    embeddings: task.embeddings.map((entry, index) => ({ index, air: entry.model, weight: entry.weight })),
+    loras: task.lora.map((entry, index) => ({ index, air: entry.model })),
+  };
+}
+
+/**
+ * A task that failed structural checks still gets its semantic checks on the parts that did pass, so a
+ * client learns about a wrong width and an embedding on FLUX in one answer.
+ */
+function useOfRaw(raw: Record<string, unknown>): ModelUse {
+  const model = airSchema.safeParse(raw['model']);
+  const cfgScale = imageInferenceFields.CFGScale.safeParse(raw['CFGScale']);
+  const embeddings = validEntries(raw['embeddings'], embeddingEntrySchema).map(({ index, entry }) => ({
+    index,
+    air: entry.model,
+    weight: entry.weight,
+  }));
+  const loras = validEntries(raw['lora'], loraEntrySchema).map(({ index, entry }) => ({ index, air: entry.model }));
+  return {
+    model: model.success ? model.data : undefined,
+    cfgScale: cfgScale.success ? cfgScale.data : 7,
+    embeddingCount: Array.isArray(raw['embeddings']) ? raw['embeddings'].length : 0,
+    embeddings,
+    loras,
+  };
+}
+
+type EntrySchema = typeof embeddingEntrySchema | typeof loraEntrySchema;
+
+function validEntries<Schema extends EntrySchema>(
+  list: unknown,
+  schema: Schema,
+): { index: number; entry: ReturnType<Schema['parse']> }[] {
+  if (!Array.isArray(list)) return [];
+  const valid: { index: number; entry: ReturnType<Schema['parse']> }[] = [];
+  list.forEach((item, index) => {
+    const parsed = schema.safeParse(item);
+    if (parsed.success) valid.push({ index, entry: parsed.data as ReturnType<Schema['parse']> });
+  });
+  return valid;
+}
+
+const entryKeys = Object.keys(embeddingEntrySchema.shape);
+const taskKeys = Object.keys(imageInferenceFields);
+
+function knownKeys(path: readonly PropertyKey[]): readonly string[] {
+  return path.length === 0 ? taskKeys : entryKeys;
+}
+
+function flagDuplicateTaskUUIDs(inspections: readonly Inspection[]): void {
+  const indexesByUUID = new Map<string, number[]>();
+  for (const { taskUUID, index } of inspections) {
+    if (taskUUID === undefined) continue;
+    const key = taskUUID.toLowerCase();
+    const indexes = indexesByUUID.get(key);
+    if (indexes) indexes.push(index);
+    else indexesByUUID.set(key, [index]);
+  }
+  for (const indexes of indexesByUUID.values()) {
+    if (indexes.length < 2) continue;
+    for (const index of indexes) {
+      const inspection = inspections[index];
+      if (!inspection) continue;
+      // Every task sharing the id is refused: results are matched by taskUUID, so none could be told apart.
+      inspection.errors.push(
+        createError('duplicateTaskUUID', `taskUUID "${inspection.taskUUID}" is used by tasks ${indexes.join(', ')} of this request; give each task its own UUID.`, {
+          ...inspection.details,
+          parameter: 'taskUUID',
+        }),
+      );
+    }
+  }
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
