@@ -11,19 +11,22 @@ import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import { loggerOptions } from './logger.js';
 import type { ModelResolver } from './models/resolver.js';
+import type { DestinationStream } from 'pino';
 
 export interface AppDependencies {
   readonly config: Config;
   readonly resolver: ModelResolver;
   readonly dispatcher: Dispatcher;
   readonly readiness?: ReadinessProbe;
+  /** Where log lines go; stdout when absent. */
+  readonly logStream?: DestinationStream;
 }
 
 /** The whole gateway as a Fastify instance, without a port: plugins and routes, nothing else. */
 export async function buildApp(dependencies: AppDependencies): Promise<FastifyInstance> {
   const { config } = dependencies;
   const app = Fastify({
-    logger: loggerOptions(config.logLevel),
+    logger: loggerOptions(config.logLevel, dependencies.logStream),
     bodyLimit: config.limits.bodyLimitBytes,
     genReqId: requestIdOf,
     logController: new LogController({

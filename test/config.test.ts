@@ -1,0 +1,73 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, loadConfig } from '../src/config.js';
+
+function problemsOf(env: Record<string, string>): readonly string[] {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    if (error instanceof ConfigError) return error.problems;
+    throw error;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('loadConfig', () => {
+  it('runs on its embedded defaults with an empty environment', () => {
+    const config = loadConfig({});
+    expect(config).toMatchObject({
+      environment: 'development',
+      port: 8080,
+      host: '0.0.0.0',
+      logLevel: 'info',
+      apiKeys: [],
+      modelCatalogPath: undefined,
+      limits: { maxTasksPerRequest: 100, maxEmbeddingsPerTask: 10, bodyLimitBytes: 2 * 1024 * 1024 },
+    });
+  });
+
+  it('reads every variable', () => {
+    const config = loadConfig({
+      NODE_ENV: 'production',
+      PORT: '9000',
+      HOST: '127.0.0.1',
+      LOG_LEVEL: 'debug',
+      API_KEYS: ' key-aaaaaaaaaaaaaaaa , key-bbbbbbbbbbbbbbbb,',
+      MODEL_CATALOG_PATH: '/etc/clipgate/models.json',
+      MAX_TASKS_PER_REQUEST: '5',
+      MAX_EMBEDDINGS_PER_TASK: '4',
+      BODY_LIMIT_BYTES: '65536',
+    });
+    expect(config).toEqual({
+      environment: 'production',
+      port: 9000,
+      host: '127.0.0.1',
+      logLevel: 'debug',
+      apiKeys: ['key-aaaaaaaaaaaaaaaa', 'key-bbbbbbbbbbbbbbbb'],
+      modelCatalogPath: '/etc/clipgate/models.json',
+      limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
+    });
+  });
+
+  it('treats empty variables as unset', () => {
+    expect(loadConfig({ PORT: '', LOG_LEVEL: '' }).port).toBe(8080);
+  });
+
+  it('names every bad variable, with what it got', () => {
+    const problems = problemsOf({ PORT: 'eighty', LOG_LEVEL: 'loud', MAX_TASKS_PER_REQUEST: '0', BODY_LIMIT_BYTES: '1.5', NODE_ENV: 'staging' });
+    expect(problems).toHaveLength(5);
+    for (const variable of ['PORT', 'LOG_LEVEL', 'MAX_TASKS_PER_REQUEST', 'BODY_LIMIT_BYTES', 'NODE_ENV']) {
+      expect(problems.some((problem) => problem.startsWith(`${variable}:`)), variable).toBe(true);
+    }
+    expect(problems.find((problem) => problem.startsWith('PORT'))).toContain('"eighty"');
+  });
+
+  it('refuses to start in production without API keys', () => {
+    expect(problemsOf({ NODE_ENV: 'production' })).toEqual([expect.stringContaining('API_KEYS: required when NODE_ENV=production')]);
+  });
+
+  it('refuses short API keys without echoing them', () => {
+    const problems = problemsOf({ API_KEYS: 'short-secret' });
+    expect(problems).toEqual([expect.stringContaining('API_KEYS')]);
+    expect(problems.join()).not.toContain('short-secret');
+  });
+});
