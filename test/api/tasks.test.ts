@@ -72,6 +72,23 @@ describe('POST /v1/tasks', () => {
   });
 });
 
+describe('failures that are not the client\'s', () => {
+  it('answers 500 internalError without leaking the cause when a stage throws', async () => {
+    const app = await buildTestApp({
+      dispatcher: {
+        dispatch: async () => {
+          throw new Error('secret database password in stack');
+        },
+      },
+    });
+    const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: authorized, payload: JSON.stringify([imageTask()]) });
+    expect(response.statusCode).toBe(500);
+    expect(response.json().errors).toEqual([expect.objectContaining({ code: 'internalError', retryable: true })]);
+    expect(response.body).not.toContain('secret');
+    expect(response.headers['x-request-id']).toBeTruthy();
+  });
+});
+
 describe('bad request bodies', () => {
   it.each([
     ['malformed JSON', '[{"taskType": "imageInference",', 400, 'invalidJson'],
