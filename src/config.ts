@@ -20,6 +20,20 @@ const environmentSchema = z.object({
     .transform((raw) => raw.split(',').map((key) => key.trim()).filter((key) => key.length > 0))
     .pipe(z.array(z.string().min(16, 'each API key must be at least 16 characters long'))),
   MODEL_CATALOG_PATH: z.string().min(1).optional(),
+  REDIS_URL: z
+    .string()
+    .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
+    .optional(),
+  CIVITAI_BASE_URL: z
+    .union([z.literal('off'), z.url({ protocol: /^https?$/ })])
+    .default('https://civitai.com'),
+  CIVITAI_TOKEN: z.string().min(1).optional(),
+  REGISTRY_TIMEOUT_MS: positiveInt(10_000, 120_000),
+  EMBEDDING_MAX_BYTES: positiveInt(16 * 1024 * 1024, 1024 * 1024 * 1024),
+  MODEL_CACHE_TTL_SECONDS: positiveInt(3600, 30 * 86_400),
+  MODEL_CACHE_STALE_SECONDS: positiveInt(86_400, 365 * 86_400),
+  MODEL_CACHE_NEGATIVE_TTL_SECONDS: positiveInt(300, 86_400),
+  PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
   MAX_EMBEDDINGS_PER_TASK: positiveInt(10, 100),
   BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
@@ -33,6 +47,14 @@ export interface Config {
   /** Empty means the API is open (refused in production). */
   readonly apiKeys: readonly string[];
   readonly modelCatalogPath: string | undefined;
+  /** Unset: no shared cache; every tier is in-process. */
+  readonly redisUrl: string | undefined;
+  /** Undefined when the registry is switched off (CIVITAI_BASE_URL=off). */
+  readonly registry: { readonly baseUrl: string; readonly token: string | undefined; readonly timeoutMs: number } | undefined;
+  readonly embeddingMaxBytes: number;
+  readonly modelCache: { readonly ttlSeconds: number; readonly staleSeconds: number; readonly negativeTtlSeconds: number };
+  /** How workers and clients reach this gateway, for the URLs it hands out. */
+  readonly publicBaseUrl: string;
   readonly limits: {
     readonly maxTasksPerRequest: number;
     readonly maxEmbeddingsPerTask: number;
@@ -48,7 +70,7 @@ export class ConfigError extends Error {
 }
 
 /** Values never echoed in an error message: they are secrets. */
-const secretVariables: ReadonlySet<string> = new Set(['API_KEYS']);
+const secretVariables: ReadonlySet<string> = new Set(['API_KEYS', 'CIVITAI_TOKEN', 'REDIS_URL']);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "unset" for every variable: `PORT= npm start` should not be a type error.
@@ -74,6 +96,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     logLevel: values.LOG_LEVEL,
     apiKeys: values.API_KEYS,
     modelCatalogPath: values.MODEL_CATALOG_PATH,
+    redisUrl: values.REDIS_URL,
+    registry:
+      values.CIVITAI_BASE_URL === 'off'
+        ? undefined
+        : { baseUrl: values.CIVITAI_BASE_URL.replace(/\/+$/, ''), token: values.CIVITAI_TOKEN, timeoutMs: values.REGISTRY_TIMEOUT_MS },
+    embeddingMaxBytes: values.EMBEDDING_MAX_BYTES,
+    modelCache: {
+      ttlSeconds: values.MODEL_CACHE_TTL_SECONDS,
+      // A stale window shorter than the fresh one would mean no stale serving at all; keep it at least as long.
+      staleSeconds: Math.max(values.MODEL_CACHE_STALE_SECONDS, values.MODEL_CACHE_TTL_SECONDS),
+      negativeTtlSeconds: values.MODEL_CACHE_NEGATIVE_TTL_SECONDS,
+    },
+    publicBaseUrl: (values.PUBLIC_BASE_URL ?? `http://127.0.0.1:${values.PORT}`).replace(/\/+$/, ''),
     limits: {
       maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,
       maxEmbeddingsPerTask: values.MAX_EMBEDDINGS_PER_TASK,

@@ -138,6 +138,48 @@ export const errorCatalogue = {
     description: 'A task carries more embeddings than MAX_EMBEDDINGS_PER_TASK allows.',
   },
 
+  // Problems with the embedding a task names, found when it is resolved and inspected.
+  modelUnavailable: {
+    status: 503,
+    retryable: true,
+    description: 'The model registry cannot be reached and nothing is cached for this AIR; retry later.',
+  },
+  embeddingFileMissing: {
+    status: 422,
+    retryable: false,
+    description: 'The registry lists no downloadable file for this embedding.',
+  },
+  embeddingFlaggedByScan: {
+    status: 422,
+    retryable: false,
+    description: "The registry's pickle or virus scan marks the embedding's file as Danger.",
+  },
+  embeddingFileTooLarge: {
+    status: 422,
+    retryable: false,
+    description: 'The embedding file is larger than EMBEDDING_MAX_BYTES (or unpacks to more than is safe).',
+  },
+  embeddingFileUnsafe: {
+    status: 422,
+    retryable: false,
+    description: 'The embedding file tries to run code or is built to exhaust memory (e.g. a pickle naming os.system, a zip bomb).',
+  },
+  embeddingFileUnparseable: {
+    status: 422,
+    retryable: false,
+    description: 'The embedding file is not a readable safetensors, A1111 .pt or diffusers .bin file (truncated, lying header, …).',
+  },
+  unsupportedEmbeddingShape: {
+    status: 422,
+    retryable: false,
+    description: 'The embedding\'s tensors have a shape no served text encoder takes (vector width, or 0 or more than 75 vectors).',
+  },
+  embeddingChecksumMismatch: {
+    status: 502,
+    retryable: true,
+    description: "The downloaded file's SHA-256 differs from the registry's; the download was discarded.",
+  },
+
   // Capacity and server problems.
   noAvailableWorker: {
     status: 503,
@@ -191,6 +233,10 @@ export const warningCatalogue = {
   },
   ineffectiveEmbeddingWeight: {
     description: 'An embedding with weight 0 has no effect; remove it or give it a weight.',
+  },
+  embeddingLabelMismatch: {
+    description:
+      "The embedding's file says another family than its registry label; the file wins, because its tensor shapes are what the text encoder sees.",
   },
   negativeEmbeddingWithoutGuidance: {
     description:

@@ -21,6 +21,11 @@ describe('loadConfig', () => {
       logLevel: 'info',
       apiKeys: [],
       modelCatalogPath: undefined,
+      redisUrl: undefined,
+      registry: { baseUrl: 'https://civitai.com', token: undefined, timeoutMs: 10_000 },
+      embeddingMaxBytes: 16 * 1024 * 1024,
+      modelCache: { ttlSeconds: 3600, staleSeconds: 86_400, negativeTtlSeconds: 300 },
+      publicBaseUrl: 'http://127.0.0.1:8080',
       limits: { maxTasksPerRequest: 100, maxEmbeddingsPerTask: 10, bodyLimitBytes: 2 * 1024 * 1024 },
     });
   });
@@ -36,6 +41,15 @@ describe('loadConfig', () => {
       MAX_TASKS_PER_REQUEST: '5',
       MAX_EMBEDDINGS_PER_TASK: '4',
       BODY_LIMIT_BYTES: '65536',
+      REDIS_URL: 'redis://cache.internal:6379/2',
+      CIVITAI_BASE_URL: 'http://registry.internal:8000/',
+      CIVITAI_TOKEN: 'civitai-token',
+      REGISTRY_TIMEOUT_MS: '2500',
+      EMBEDDING_MAX_BYTES: '1048576',
+      MODEL_CACHE_TTL_SECONDS: '60',
+      MODEL_CACHE_STALE_SECONDS: '600',
+      MODEL_CACHE_NEGATIVE_TTL_SECONDS: '30',
+      PUBLIC_BASE_URL: 'https://gateway.example.com/',
     });
     expect(config).toEqual({
       environment: 'production',
@@ -44,8 +58,23 @@ describe('loadConfig', () => {
       logLevel: 'debug',
       apiKeys: ['key-aaaaaaaaaaaaaaaa', 'key-bbbbbbbbbbbbbbbb'],
       modelCatalogPath: '/etc/clipgate/models.json',
+      redisUrl: 'redis://cache.internal:6379/2',
+      registry: { baseUrl: 'http://registry.internal:8000', token: 'civitai-token', timeoutMs: 2500 },
+      embeddingMaxBytes: 1_048_576,
+      modelCache: { ttlSeconds: 60, staleSeconds: 600, negativeTtlSeconds: 30 },
+      publicBaseUrl: 'https://gateway.example.com',
       limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
     });
+  });
+
+  it('switches the registry off with CIVITAI_BASE_URL=off', () => {
+    expect(loadConfig({ CIVITAI_BASE_URL: 'off' }).registry).toBeUndefined();
+  });
+
+  it('never echoes secrets in its messages', () => {
+    const problems = problemsOf({ REDIS_URL: 'http://user:hunter2@cache' });
+    expect(problems).toEqual([expect.stringContaining('REDIS_URL')]);
+    expect(problems.join()).not.toContain('hunter2');
   });
 
   it('treats empty variables as unset', () => {

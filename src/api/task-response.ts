@@ -12,7 +12,7 @@ export interface TaskResponse {
  * client must fix (auth, size, the request itself) before what retrying may fix (capacity, timeouts,
  * worker failures).
  */
-const statusPrecedence = [401, 403, 413, 415, 400, 404, 429, 503, 504, 502, 500] as const;
+const statusPrecedence = [401, 403, 413, 415, 400, 422, 404, 429, 503, 504, 502, 500] as const;
 
 /** DESIGN §2: 200 when any task produced data; otherwise the status of the dominant error class. */
 export function responseStatus(response: TaskResponse): number {

@@ -1,7 +1,19 @@
+import type { ErrorCode } from '../errors.js';
 import type { Air } from './air.js';
 import type { ModelRecord } from './model-record.js';
 
-export type Resolution = { readonly kind: 'found'; readonly record: ModelRecord } | { readonly kind: 'notFound' };
+/**
+ * What resolving an AIR can end in:
+ * - found: the record (possibly stale, when the source is down and a cached copy is all there is);
+ * - notFound: no such model at any source;
+ * - rejected: the model exists but cannot be used (its file is unsafe, unparseable, too large, …);
+ * - unavailable: the source could not be asked and nothing is cached; worth retrying.
+ */
+export type Resolution =
+  | { readonly kind: 'found'; readonly record: ModelRecord }
+  | { readonly kind: 'notFound' }
+  | { readonly kind: 'rejected'; readonly code: ErrorCode; readonly message: string }
+  | { readonly kind: 'unavailable'; readonly message: string };
 
 /**
  * Answers "what is this model?" for every AIR of a request at once, so a resolver backed by a cache or a

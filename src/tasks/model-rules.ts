@@ -57,9 +57,11 @@ export function checkModelUse(
     const resolution = resolutions.get(air.canonical);
     return resolution?.kind === 'found' ? resolution.record : undefined;
   };
+  const unresolved = (air: Air, parameter: string): ApiError =>
+    unresolvedError(air, resolutions.get(air.canonical), { ...details, parameter });
 
   const base = use.model && recordOf(use.model);
-  if (use.model && !base) errors.push(unknownModel(use.model, 'model', details));
+  if (use.model && !base) errors.push(unresolved(use.model, 'model'));
   if (base && base.type !== 'checkpoint') {
     const instead = base.type === 'textualInversion' ? ' Put it in embeddings[] and name a base model here.' : base.type === 'lora' ? ' Put it in lora[] and name a base model here.' : '';
     errors.push(
@@ -109,11 +111,12 @@ export function checkModelUse(
     }
 
     const record = recordOf(embedding.air);
-    if (!record) errors.push(unknownModel(embedding.air, parameter, details));
+    if (!record) errors.push(unresolved(embedding.air, parameter));
     else if (record.type !== 'textualInversion') errors.push(notAnEmbedding(record, parameter, details));
     else if (baseFamily !== undefined && !architectureRejected && record.family !== baseFamily && base) {
       errors.push(incompatibleFamily(record, base, parameter, details));
     }
+    if (record?.file?.labelledFamily !== undefined) warnings.push(labelMismatch(record, record.file.labelledFamily, parameter, details));
 
     warnings.push(...weightWarnings(embedding, use.cfgScale, details));
   }
@@ -121,7 +124,7 @@ export function checkModelUse(
   for (const lora of use.loras) {
     const parameter = `lora[${lora.index}].model`;
     const record = recordOf(lora.air);
-    if (!record) errors.push(unknownModel(lora.air, parameter, details));
+    if (!record) errors.push(unresolved(lora.air, parameter));
     else if (record.type !== 'lora') {
       const instead = record.type === 'textualInversion' ? ' Embeddings go in embeddings[].' : '';
       errors.push(
@@ -136,10 +139,25 @@ export function checkModelUse(
   return { errors, warnings };
 }
 
-function unknownModel(air: Air, parameter: string, details: ErrorDetails): ApiError {
-  return createError(
-    'unknownModel',
-    `"${air.canonical}" is not a model this gateway knows. Check the AIR, or ask the operator to add it to the model catalogue (MODEL_CATALOG_PATH).`,
+function unresolvedError(air: Air, resolution: Resolution | undefined, details: ErrorDetails): ApiError {
+  switch (resolution?.kind) {
+    case 'rejected':
+      return createError(resolution.code, `"${air.canonical}": ${resolution.message}`, details);
+    case 'unavailable':
+      return createError('modelUnavailable', `"${air.canonical}" could not be looked up: ${resolution.message} Retry later.`, details);
+    default:
+      return createError(
+        'unknownModel',
+        `"${air.canonical}" is not a model this gateway knows or can find in its registry. Check the AIR (source:modelId@versionId), or ask the operator to add it to the model catalogue (MODEL_CATALOG_PATH).`,
+        details,
+      );
+  }
+}
+
+function labelMismatch(record: ModelRecord, labelled: Family, parameter: string, details: ErrorDetails): ApiWarning {
+  return createWarning(
+    'embeddingLabelMismatch',
+    `embedding "${record.air}" is labelled ${familyLabel(labelled)} by its registry, but its file holds ${familyLabel(record.family)} vectors; it is treated as ${familyLabel(record.family)}.`,
     { ...details, parameter },
   );
 }

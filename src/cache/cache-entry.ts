@@ -1,0 +1,59 @@
+import type { Resolution } from '../models/resolver.js';
+
+/**
+ * A remembered resolution with its clock: fresh until `freshUntil`, then served stale (and refreshed in
+ * the background) until `staleUntil`, then gone. `v` versions the stored shape: an entry written by
+ * another version of clipgate is ignored, never misread.
+ */
+export const CACHE_SCHEMA_VERSION = 1;
+
+export interface CacheEntry {
+  readonly v: typeof CACHE_SCHEMA_VERSION;
+  readonly resolution: Resolution;
+  readonly storedAt: number;
+  readonly freshUntil: number;
+  readonly staleUntil: number;
+}
+
+export interface CacheTimes {
+  readonly ttlMs: number;
+  readonly staleMs: number;
+  readonly negativeTtlMs: number;
+  /** How long a failed lookup is remembered, so a registry outage is not hammered by every request. */
+  readonly unavailableTtlMs: number;
+}
+
+export function entryFor(resolution: Resolution, now: number, times: CacheTimes): CacheEntry {
+  switch (resolution.kind) {
+    case 'found':
+      return { v: CACHE_SCHEMA_VERSION, resolution, storedAt: now, freshUntil: now + times.ttlMs, staleUntil: now + times.staleMs };
+    case 'unavailable':
+      return { v: CACHE_SCHEMA_VERSION, resolution, storedAt: now, freshUntil: now + times.unavailableTtlMs, staleUntil: now + times.unavailableTtlMs };
+    default:
+      return { v: CACHE_SCHEMA_VERSION, resolution, storedAt: now, freshUntil: now + times.negativeTtlMs, staleUntil: now + times.negativeTtlMs };
+  }
+}
+
+export type Freshness = 'fresh' | 'stale' | 'expired';
+
+export function freshnessOf(entry: CacheEntry, now: number): Freshness {
+  if (now < entry.freshUntil) return 'fresh';
+  return now < entry.staleUntil ? 'stale' : 'expired';
+}
+
+export function encodeEntry(entry: CacheEntry): string {
+  return JSON.stringify(entry);
+}
+
+/** Anything unreadable or of another schema version is a miss. */
+export function decodeEntry(text: string | null | undefined): CacheEntry | undefined {
+  if (!text) return undefined;
+  try {
+    const value = JSON.parse(text) as Partial<CacheEntry>;
+    if (value.v !== CACHE_SCHEMA_VERSION || typeof value.freshUntil !== 'number' || typeof value.staleUntil !== 'number') return undefined;
+    if (!value.resolution || typeof value.resolution !== 'object' || typeof value.resolution.kind !== 'string') return undefined;
+    return value as CacheEntry;
+  } catch {
+    return undefined;
+  }
+}

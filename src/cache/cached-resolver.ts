@@ -1,0 +1,126 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Air } from '../models/air.js';
+import type { ModelResolver, Resolution } from '../models/resolver.js';
+import { entryFor, freshnessOf, type CacheEntry, type CacheTimes } from './cache-entry.js';
+import type { ModelCache } from './model-cache.js';
+import type { Lease, PeerLocks } from './peer-lock.js';
+import type { ResolutionMetrics } from './resolution-metrics.js';
+import { createSingleFlight } from './single-flight.js';
+
+/**
+ * A resolver that asks its source at most once per AIR across all concurrent requests and all replicas:
+ * L1 → L2 (one MGET for the whole request) → in-process single-flight → Redis lock (one replica fetches,
+ * the others wait for its announcement) → source. Stale entries are served at once and refreshed in the
+ * background; a source outage never replaces a stale record with an error.
+ */
+
+export type ResolutionSource = (air: Air) => Promise<Resolution>;
+
+export interface CachedResolverOptions {
+  readonly source: ResolutionSource;
+  readonly cache: ModelCache;
+  /** Absent without Redis: dedupe is then per process. */
+  readonly locks: PeerLocks | undefined;
+  readonly times: CacheTimes;
+  /** How long to wait for another replica's fetch before fetching ourselves. */
+  readonly peerWaitMs: number;
+  readonly metrics: ResolutionMetrics;
+  readonly clock: () => number;
+  readonly logger: Pick<FastifyBaseLogger, 'warn'>;
+}
+
+export function createCachedResolver(options: CachedResolverOptions): ModelResolver {
+  const { cache, locks, metrics, clock } = options;
+  const flights = createSingleFlight<Resolution>();
+
+  async function fromSource(air: Air): Promise<Resolution> {
+    const started = clock();
+    try {
+      return await options.source(air);
+    } finally {
+      metrics.sourceFetches++;
+      metrics.sourceMillisTotal += clock() - started;
+    }
+  }
+
+  /** Fetch, store and announce; a stale entry is kept, not overwritten, when the source is unavailable. */
+  async function fetchAndStore(air: Air, stale: CacheEntry | undefined, lease: Lease | undefined): Promise<Resolution> {
+    const resolution = await fromSource(air);
+    if (resolution.kind === 'unavailable' && stale?.resolution.kind === 'found') return stale.resolution;
+    const stored = await cache.store(air.canonical, entryFor(resolution, clock(), options.times));
+    if (lease && stored) await locks?.announce(air.canonical).catch(() => undefined);
+    return resolution;
+  }
+
+  async function acquire(key: string): Promise<Lease | 'elsewhere' | 'alone'> {
+    if (!locks) return 'alone';
+    try {
+      return (await locks.tryAcquire(key)) ?? 'elsewhere';
+    } catch {
+      // Redis failed mid-way: fall back to per-process dedupe rather than fail the request.
+      metrics.redisErrors++;
+      return 'alone';
+    }
+  }
+
+  async function fetchAcrossReplicas(air: Air, stale: CacheEntry | undefined): Promise<Resolution> {
+    const key = air.canonical;
+    const lease = await acquire(key);
+    if (lease === 'elsewhere') {
+      metrics.coalescedPeer++;
+      const entry = await locks?.waitFor(key, () => cache.readShared(key), options.peerWaitMs);
+      if (entry) {
+        cache.rememberLocally(key, entry);
+        return entry.resolution;
+      }
+      // The other replica died or is very slow: its lock will expire; fetch ourselves meanwhile.
+      return fetchAndStore(air, stale, undefined);
+    }
+    if (lease === 'alone') return fetchAndStore(air, stale, undefined);
+    try {
+      // Double-checked: another replica may have stored the result between our MGET and our lock.
+      const current = await cache.readShared(key);
+      if (current && current.storedAt > (stale?.storedAt ?? 0)) {
+        cache.rememberLocally(key, current);
+        return current.resolution;
+      }
+      return await fetchAndStore(air, stale, lease);
+    } finally {
+      await lease.release();
+    }
+  }
+
+  function shared(air: Air, stale: CacheEntry | undefined): Promise<Resolution> {
+    const flight = flights.run(air.canonical, () => fetchAcrossReplicas(air, stale));
+    if (flight.joined) metrics.coalescedLocal++;
+    return flight.promise;
+  }
+
+  return {
+    async resolveMany(airs) {
+      const entries = await cache.getMany(airs.map((air) => air.canonical));
+      const resolutions = new Map<string, Resolution>();
+      const misses: Air[] = [];
+      for (const air of airs) {
+        const entry = entries.get(air.canonical);
+        const freshness = entry ? freshnessOf(entry, clock()) : 'expired';
+        if (entry && freshness === 'fresh') {
+          resolutions.set(air.canonical, entry.resolution);
+        } else if (entry && freshness === 'stale') {
+          metrics.staleServed++;
+          resolutions.set(air.canonical, entry.resolution);
+          shared(air, entry).catch((error: unknown) => options.logger.warn({ err: error, air: air.canonical }, 'background refresh failed'));
+        } else {
+          metrics.misses++;
+          misses.push(air);
+        }
+      }
+      const fetched = await Promise.all(misses.map((air) => shared(air, undefined)));
+      misses.forEach((air, index) => {
+        const resolution = fetched[index];
+        if (resolution) resolutions.set(air.canonical, resolution);
+      });
+      return resolutions;
+    },
+  };
+}

@@ -1,0 +1,66 @@
+import { Redis } from 'ioredis';
+import type { FastifyBaseLogger } from 'fastify';
+
+/**
+ * The shared Redis, treated as optional at every moment: commands fail fast instead of queueing while it
+ * is down (the caller falls back to in-process tiers and the sources), it reconnects by itself, and the
+ * log says so once per change of state rather than once per failed command.
+ */
+export interface RedisConnection {
+  /** Commands: GET/MGET/SET/PUBLISH/EVAL. */
+  readonly client: Redis;
+  /** A second connection in subscriber mode; Redis allows nothing else on it. */
+  readonly subscriber: Redis;
+  isUp(): boolean;
+  close(): Promise<void>;
+}
+
+export interface RedisConnectionOptions {
+  /** Bound on one command: a hung Redis must not hang requests. */
+  readonly commandTimeoutMs?: number;
+}
+
+type Logger = Pick<FastifyBaseLogger, 'info' | 'warn'>;
+
+export function connectRedis(url: string, logger: Logger, options: RedisConnectionOptions = {}): RedisConnection {
+  const common = {
+    enableOfflineQueue: false,
+    maxRetriesPerRequest: 0,
+    connectTimeout: 2000,
+    commandTimeout: options.commandTimeoutMs ?? 1000,
+    // Reconnect forever, backing off to one try every two seconds.
+    retryStrategy: (attempt: number) => Math.min(100 * 2 ** attempt, 2000),
+    lazyConnect: false,
+  };
+  const client = new Redis(url, { ...common, connectionName: 'clipgate' });
+  const subscriber = new Redis(url, { ...common, connectionName: 'clipgate-subscriber', commandTimeout: undefined });
+
+  let up = false;
+  let announcedDown = false;
+  client.on('ready', () => {
+    if (!up) logger.info(announcedDown ? 'Redis is back: shared caches are in use again' : 'Redis connected');
+    up = true;
+    announcedDown = false;
+  });
+  const markDown = (error?: Error) => {
+    if (up || !announcedDown) {
+      logger.warn({ err: error?.message }, 'Redis unavailable: serving from in-process caches and the sources until it returns');
+      announcedDown = true;
+    }
+    up = false;
+  };
+  client.on('error', markDown);
+  client.on('close', () => markDown());
+  // The subscriber's own errors are the same outage seen twice; state follows the command connection.
+  subscriber.on('error', () => undefined);
+
+  return {
+    client,
+    subscriber,
+    isUp: () => up && client.status === 'ready',
+    async close() {
+      client.disconnect();
+      subscriber.disconnect();
+    },
+  };
+}

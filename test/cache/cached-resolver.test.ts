@@ -1,0 +1,226 @@
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createCachedResolver, type ResolutionSource } from '../../src/cache/cached-resolver.js';
+import { createModelCache } from '../../src/cache/model-cache.js';
+import { createPeerLocks } from '../../src/cache/peer-lock.js';
+import { connectRedis, type RedisConnection } from '../../src/cache/redis-connection.js';
+import { createResolutionMetrics } from '../../src/cache/resolution-metrics.js';
+import { parseAir, type Air } from '../../src/models/air.js';
+import type { Resolution } from '../../src/models/resolver.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+
+const quiet = { info: () => undefined, warn: () => undefined };
+const times = { ttlMs: 60_000, staleMs: 600_000, negativeTtlMs: 30_000, unavailableTtlMs: 2000 };
+
+function air(text: string): Air {
+  const parsed = parseAir(text);
+  if (!parsed) throw new Error(text);
+  return parsed;
+}
+
+function found(text: string): Resolution {
+  return { kind: 'found', record: { air: text, name: text, type: 'textualInversion', family: 'sd1', source: 'registry' } };
+}
+
+/** A source that counts its calls and answers after a delay, like a registry on a network. */
+function countingSource(answer: (air: Air) => Resolution = (a) => found(a.canonical), delayMs = 30) {
+  const calls = new Map<string, number>();
+  const source: ResolutionSource = async (a) => {
+    calls.set(a.canonical, (calls.get(a.canonical) ?? 0) + 1);
+    await new Promise((resolve) => setTimeout(resolve, delayMs));
+    return answer(a);
+  };
+  return { source, calls, total: () => [...calls.values()].reduce((sum, n) => sum + n, 0) };
+}
+
+interface Replica {
+  resolve: (text: string) => Promise<Resolution | undefined>;
+  metrics: ReturnType<typeof createResolutionMetrics>;
+  redis: RedisConnection | undefined;
+  clock: { now: number };
+}
+
+const openConnections: RedisConnection[] = [];
+
+function replica(url: string | undefined, source: ResolutionSource, namespace: string): Replica {
+  const metrics = createResolutionMetrics();
+  const clock = { now: Date.now() };
+  const redis = url ? connectRedis(url, quiet) : undefined;
+  if (redis) openConnections.push(redis);
+  const cache = createModelCache({ namespace, redis, maxLocalEntries: 1000, clock: () => clock.now, metrics });
+  const locks = redis ? createPeerLocks(redis, { namespace, lockTtlMs: 5000, recheckMs: 1000 }) : undefined;
+  const resolver = createCachedResolver({ source, cache, locks, times, peerWaitMs: 5000, metrics, clock: () => clock.now, logger: quiet });
+  return {
+    resolve: async (text) => (await resolver.resolveMany([air(text)])).get(air(text).canonical),
+    metrics,
+    redis,
+    clock,
+  };
+}
+
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error('condition not met in time');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+let server: RedisServer;
+let admin: Redis;
+let namespaceCounter = 0;
+const nextNamespace = () => `test${++namespaceCounter}`;
+
+async function commandsProcessed(): Promise<number> {
+  const info = await admin.info('stats');
+  return Number(/total_commands_processed:(\d+)/.exec(info)?.[1]);
+}
+
+beforeAll(async () => {
+  server = await startRedisServer();
+  admin = new Redis(server.url);
+});
+
+afterEach(async () => {
+  await Promise.all(openConnections.splice(0).map((connection) => connection.close()));
+});
+
+afterAll(async () => {
+  admin.disconnect();
+  await server.stop();
+});
+
+describe('cached resolver with a shared Redis', () => {
+  it('makes one source call for 200 concurrent requests spread over two replicas', async () => {
+    const namespace = nextNamespace();
+    const counter = countingSource(undefined, 100);
+    const replicas = [replica(server.url, counter.source, namespace), replica(server.url, counter.source, namespace)];
+    await until(() => replicas.every((r) => r.redis?.isUp() === true));
+    const results = await Promise.all(Array.from({ length: 200 }, (_, index) => replicas[index % 2]?.resolve('civitai:7808@9208')));
+    expect(counter.total()).toBe(1);
+    expect(results.every((result) => result?.kind === 'found')).toBe(true);
+    const waited = replicas.map((r) => r.metrics.coalescedLocal + r.metrics.coalescedPeer).reduce((a, b) => a + b);
+    expect(waited).toBe(199);
+  });
+
+  it('answers a warm request with no source call and exactly one Redis round trip, and from L1 with none', async () => {
+    const namespace = nextNamespace();
+    const counter = countingSource();
+    const first = replica(server.url, counter.source, namespace);
+    await until(() => first.redis?.isUp() === true);
+    await first.resolve('civitai:1@1');
+    expect(counter.total()).toBe(1);
+
+    const second = replica(server.url, counter.source, namespace);
+    await until(() => second.redis?.isUp() === true);
+    const before = await commandsProcessed();
+    expect((await second.resolve('civitai:1@1'))?.kind).toBe('found');
+    // One MGET, plus the INFO that measures it.
+    expect((await commandsProcessed()) - before).toBe(2);
+    expect(second.metrics.l2Hits).toBe(1);
+
+    const again = await commandsProcessed();
+    await second.resolve('civitai:1@1');
+    expect((await commandsProcessed()) - again).toBe(1);
+    expect(second.metrics.l1Hits).toBe(1);
+    expect(counter.total()).toBe(1);
+  });
+
+  it('remembers that a model does not exist, for the negative TTL', async () => {
+    const counter = countingSource(() => ({ kind: 'notFound' }));
+    const one = replica(server.url, counter.source, nextNamespace());
+    await until(() => one.redis?.isUp() === true);
+    await one.resolve('civitai:404@1');
+    await one.resolve('civitai:404@1');
+    expect(counter.total()).toBe(1);
+    one.clock.now += times.negativeTtlMs + 1;
+    await one.resolve('civitai:404@1');
+    expect(counter.total()).toBe(2);
+  });
+
+  it('serves a stale record at once, refreshes it in the background, and keeps it through a source outage', async () => {
+    let up = true;
+    const counter = countingSource((a) => (up ? found(`${a.canonical}`) : { kind: 'unavailable', message: 'registry down' }));
+    const one = replica(server.url, counter.source, nextNamespace());
+    await until(() => one.redis?.isUp() === true);
+    await one.resolve('civitai:2@2');
+    up = false;
+    one.clock.now += times.ttlMs + 1;
+    expect((await one.resolve('civitai:2@2'))?.kind).toBe('found');
+    expect(one.metrics.staleServed).toBe(1);
+    await until(() => counter.total() === 2);
+    // The failed refresh did not replace the stale record.
+    expect((await one.resolve('civitai:2@2'))?.kind).toBe('found');
+  });
+
+  it('reports a cold lookup during an outage as unavailable, briefly remembered', async () => {
+    const counter = countingSource(() => ({ kind: 'unavailable', message: 'registry down' }));
+    const one = replica(server.url, counter.source, nextNamespace());
+    await until(() => one.redis?.isUp() === true);
+    expect(await one.resolve('civitai:3@3')).toEqual({ kind: 'unavailable', message: 'registry down' });
+    await one.resolve('civitai:3@3');
+    expect(counter.total()).toBe(1);
+    one.clock.now += times.unavailableTtlMs + 1;
+    await one.resolve('civitai:3@3');
+    expect(counter.total()).toBe(2);
+  });
+});
+
+describe('cached resolver when Redis fails', () => {
+  it('works without Redis at all, deduplicating within the process', async () => {
+    const counter = countingSource();
+    const alone = replica(undefined, counter.source, nextNamespace());
+    await Promise.all(Array.from({ length: 50 }, () => alone.resolve('civitai:4@4')));
+    expect(counter.total()).toBe(1);
+  });
+
+  it('keeps answering while Redis is killed, and uses it again once it returns', async () => {
+    const ownServer = await startRedisServer();
+    try {
+      const namespace = nextNamespace();
+      const counter = countingSource();
+      const one = replica(ownServer.url, counter.source, namespace);
+      await until(() => one.redis?.isUp() === true);
+      await one.resolve('civitai:10@1');
+
+      await ownServer.kill();
+      await until(() => one.redis?.isUp() === false);
+      // Cached locally: still answered. New: answered from the source. Nothing fails.
+      expect((await one.resolve('civitai:10@1'))?.kind).toBe('found');
+      const results = await Promise.all(Array.from({ length: 20 }, (_, index) => one.resolve(`civitai:11@${index}`)));
+      expect(results.every((result) => result?.kind === 'found')).toBe(true);
+
+      await ownServer.restart();
+      await until(() => one.redis?.isUp() === true);
+      await one.resolve('civitai:12@1');
+      const other = replica(ownServer.url, counter.source, namespace);
+      await until(() => other.redis?.isUp() === true);
+      const calls = counter.total();
+      expect((await other.resolve('civitai:12@1'))?.kind).toBe('found');
+      expect(counter.total()).toBe(calls);
+      expect(other.metrics.l2Hits).toBe(1);
+    } finally {
+      await ownServer.stop();
+    }
+  });
+
+  it('starts while Redis is down and begins using it when it comes up', async () => {
+    const ownServer = await startRedisServer();
+    await ownServer.kill();
+    try {
+      const counter = countingSource();
+      const namespace = nextNamespace();
+      const one = replica(ownServer.url, counter.source, namespace);
+      expect((await one.resolve('civitai:20@1'))?.kind).toBe('found');
+      await ownServer.restart();
+      await until(() => one.redis?.isUp() === true);
+      await one.resolve('civitai:21@1');
+      const other = replica(ownServer.url, counter.source, namespace);
+      await until(() => other.redis?.isUp() === true);
+      await other.resolve('civitai:21@1');
+      expect(counter.calls.get('civitai:21@1')).toBe(1);
+    } finally {
+      await ownServer.stop();
+    }
+  });
+});
