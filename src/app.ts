@@ -6,9 +6,12 @@ import { parseJsonBody } from './api/json-body.js';
 import { registerOpenApi } from './api/plugins/openapi.js';
 import { requestIdOf } from './api/request-id.js';
 import { healthRoutes, type ReadinessProbe } from './api/routes/health.js';
+import { embeddingFileRoutes } from './api/routes/embedding-files.js';
+import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
+import type { ContentStore } from './embeddings/content-store.js';
 import { loggerOptions } from './logger.js';
 import type { ModelResolver } from './models/resolver.js';
 import type { DestinationStream } from 'pino';
@@ -17,6 +20,8 @@ export interface AppDependencies {
   readonly config: Config;
   readonly resolver: ModelResolver;
   readonly dispatcher: Dispatcher;
+  /** Canonical embedding files served to workers; none are served when absent. */
+  readonly contentStore?: ContentStore;
   readonly readiness?: ReadinessProbe;
   /** Where log lines go; stdout when absent. */
   readonly logStream?: DestinationStream;
@@ -55,6 +60,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   installErrorHandling(app, config.limits);
   await registerOpenApi(app);
   await app.register(healthRoutes, { readiness: dependencies.readiness ?? { isReady: () => true } });
+  if (dependencies.contentStore) await app.register(embeddingFileRoutes, { store: dependencies.contentStore });
 
   await app.register(async (api) => {
     if (config.apiKeys.length > 0) api.addHook('onRequest', createApiKeyCheck(config.apiKeys));
@@ -63,6 +69,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       dispatcher: dependencies.dispatcher,
       limits: config.limits,
     });
+    await api.register(modelRoutes, { resolver: dependencies.resolver, publicBaseUrl: config.publicBaseUrl });
   });
 
   return app;

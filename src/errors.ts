@@ -53,6 +53,16 @@ export const errorCatalogue = {
     retryable: false,
     description: 'No endpoint answers this method and path.',
   },
+  modelNotFound: {
+    status: 404,
+    retryable: false,
+    description: '`GET /v1/models/{air}` names no model in the catalogue or the registry.',
+  },
+  embeddingFileNotFound: {
+    status: 404,
+    retryable: false,
+    description: 'No canonical embedding file with this SHA-256 is stored (it was never ingested, or has expired).',
+  },
 
   // Task-level structural problems.
   invalidTask: {

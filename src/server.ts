@@ -1,7 +1,8 @@
+import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createNoWorkerDispatcher } from './dispatch/no-worker-dispatcher.js';
-import { createCatalogueResolver } from './models/catalogue.js';
+import { createModelResolution } from './models/model-resolution.js';
 import { CatalogueFileError, loadOperatorCatalogue } from './models/operator-catalogue.js';
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
@@ -22,17 +23,28 @@ async function main(): Promise<void> {
   }
 
   let draining = false;
+  const startupLog = pino({ level: config.logLevel });
+  const resolution = createModelResolution(config, operatorRecords, startupLog);
   const app = await buildApp({
     config,
-    resolver: createCatalogueResolver(operatorRecords),
+    resolver: resolution.resolver,
+    contentStore: resolution.contentStore,
     dispatcher: createNoWorkerDispatcher(),
     readiness: { isReady: () => !draining },
   });
+  app.addHook('onClose', async () => resolution.close());
 
   if (config.apiKeys.length === 0) {
     app.log.warn('API_KEYS is not set: the API is open to anyone who can reach it. Set API_KEYS before exposing it.');
   }
-  app.log.info({ operatorModels: operatorRecords.length }, 'model catalogue loaded');
+  app.log.info(
+    {
+      operatorModels: operatorRecords.length,
+      registry: config.registry?.baseUrl ?? 'off',
+      sharedCache: config.redisUrl ? 'redis' : 'in-process only',
+    },
+    'model resolution ready',
+  );
 
   const shutdown = (signal: NodeJS.Signals) => {
     if (draining) return;

@@ -1,45 +1,20 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 import { afterEach, describe, expect, it } from 'vitest';
 import { buildTestApp, createEchoDispatcher, imageTask, TEST_API_KEY } from './helper.js';
 import { freePort } from './support/free-port.js';
+import { startServerProcess, waitUntilReady, type ServerProcess } from './support/server-process.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
-const children: ChildProcess[] = [];
+const children: ServerProcess[] = [];
 
-afterEach(() => {
-  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+afterEach(async () => {
+  await Promise.all(children.splice(0).map((child) => child.stop()));
 });
 
-/** Runs src/server.ts as a real process, the way `npm start` does (through tsx, without the build step). */
-function startServer(env: Record<string, string>): { child: ChildProcess; output: () => string } {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
-    cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  let output = '';
-  child.stdout?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr?.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  return { child, output: () => output };
-}
-
-async function waitUntilReady(port: number, deadlineMs = 15_000): Promise<void> {
-  const deadline = Date.now() + deadlineMs;
-  while (Date.now() < deadline) {
-    try {
-      const response = await request(`http://127.0.0.1:${port}/health/ready`);
-      await response.body.text();
-      if (response.statusCode === 200) return;
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`server on port ${port} did not become ready`);
+function startServer(env: Record<string, string>): ServerProcess {
+  const server = startServerProcess({ CIVITAI_BASE_URL: 'off', ...env });
+  children.push(server);
+  return server;
 }
 
 describe('a listening gateway', () => {

@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { createError, statusOf, type ApiError } from '../errors.js';
 import { ClientRequestError } from './client-request-error.js';
-import { errorResponse } from './task-response.js';
+import { sendError } from './send-error.js';
 
 /**
  * The app's one error handler: every failure leaves in the documented error shape. Client mistakes get
@@ -14,13 +14,11 @@ export function installErrorHandling(app: FastifyInstance, limits: { bodyLimitBy
     const status = statusOf(apiError.code);
     if (status >= 500) request.log.error({ err: error }, 'request failed');
     else request.log.info({ code: apiError.code }, 'request refused');
-    return reply.code(status).send(errorResponse(apiError));
+    return sendError(reply, apiError);
   });
 
   app.setNotFoundHandler((request, reply) =>
-    reply
-      .code(404)
-      .send(errorResponse(createError('routeNotFound', `No endpoint answers ${request.method} ${request.url.split('?')[0]}. Tasks go to POST /v1/tasks; the API is described at /docs.`))),
+    sendError(reply, createError('routeNotFound', `No endpoint answers ${request.method} ${request.url.split('?')[0]}. Tasks go to POST /v1/tasks; the API is described at /docs.`)),
   );
 }
 

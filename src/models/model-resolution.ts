@@ -1,0 +1,92 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config.js';
+import { createCachedResolver } from '../cache/cached-resolver.js';
+import { createModelCache } from '../cache/model-cache.js';
+import { createPeerLocks } from '../cache/peer-lock.js';
+import { connectRedis, type RedisConnection } from '../cache/redis-connection.js';
+import { createResolutionMetrics, type ResolutionMetrics } from '../cache/resolution-metrics.js';
+import { createContentStore, type ContentStore } from '../embeddings/content-store.js';
+import { createCatalogueResolver } from './catalogue.js';
+import { createCivitaiRegistry } from './civitai-registry.js';
+import type { ModelRecord } from './model-record.js';
+import { createModelResolver } from './model-resolver.js';
+import { createRegistrySource } from './registry-source.js';
+import type { ModelResolver } from './resolver.js';
+
+/** Keys of every shared Redis entry start with this; bump the version when their shape changes. */
+export const REDIS_NAMESPACE = 'clipgate:v1';
+
+export interface ModelResolution {
+  readonly resolver: ModelResolver;
+  readonly contentStore: ContentStore;
+  readonly metrics: ResolutionMetrics;
+  readonly redis: RedisConnection | undefined;
+  close(): Promise<void>;
+}
+
+/** Builds the whole resolution stack from configuration: catalogue, registry, caches, Redis, file store. */
+export function createModelResolution(
+  config: Config,
+  operatorRecords: readonly ModelRecord[],
+  logger: Pick<FastifyBaseLogger, 'info' | 'warn'>,
+): ModelResolution {
+  const metrics = createResolutionMetrics();
+  const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : undefined;
+  const clock = Date.now;
+  const contentStore = createContentStore({
+    namespace: REDIS_NAMESPACE,
+    redis,
+    maxLocalBytes: 256 * 1024 * 1024,
+    sharedTtlSeconds: 2 * config.modelCache.staleSeconds,
+  });
+  const catalogue = createCatalogueResolver(operatorRecords);
+  const locks = redis ? createPeerLocks(redis, { namespace: REDIS_NAMESPACE, lockTtlMs: 30_000, recheckMs: 1000 }) : undefined;
+
+  let registryResolver: ModelResolver | undefined;
+  if (config.registry) {
+    const registry = createCivitaiRegistry({
+      baseUrl: config.registry.baseUrl,
+      token: config.registry.token,
+      timeoutMs: config.registry.timeoutMs,
+      maxAttempts: 3,
+    });
+    const source = createRegistrySource({
+      registry,
+      metrics,
+      clock,
+      ingest: {
+        store: contentStore,
+        maxBytes: config.embeddingMaxBytes,
+        timeoutMs: config.registry.timeoutMs * 3,
+        credentials: config.registry.token ? { origin: new URL(config.registry.baseUrl).origin, token: config.registry.token } : undefined,
+      },
+    });
+    registryResolver = createCachedResolver({
+      source,
+      cache: createModelCache({ namespace: REDIS_NAMESPACE, redis, maxLocalEntries: 10_000, clock, metrics }),
+      locks,
+      times: {
+        ttlMs: config.modelCache.ttlSeconds * 1000,
+        staleMs: config.modelCache.staleSeconds * 1000,
+        negativeTtlMs: config.modelCache.negativeTtlSeconds * 1000,
+        unavailableTtlMs: 5000,
+      },
+      // A registry lookup plus a download, each with retries, can take this long before we stop waiting.
+      peerWaitMs: config.registry.timeoutMs * 4,
+      metrics,
+      clock,
+      logger,
+    });
+  }
+
+  return {
+    resolver: createModelResolver(catalogue, registryResolver),
+    contentStore,
+    metrics,
+    redis,
+    async close() {
+      await locks?.close();
+      await redis?.close();
+    },
+  };
+}

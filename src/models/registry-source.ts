@@ -1,0 +1,70 @@
+import type { ResolutionMetrics } from '../cache/resolution-metrics.js';
+import type { ResolutionSource } from '../cache/cached-resolver.js';
+import { EmbeddingRejected, EmbeddingUnavailable, ingestEmbedding, type IngestDependencies } from '../embeddings/ingest-embedding.js';
+import { RegistryUnavailableError, type CivitaiRegistry } from './civitai-registry.js';
+import type { ModelRecord } from './model-record.js';
+
+/**
+ * The registry as a source of resolutions: Civitai AIRs are looked up by version id; an embedding's file is
+ * ingested on the way, so what is cached is the whole truth about it — including the family its tensor
+ * shapes say, which wins over the registry's label.
+ */
+export interface RegistrySourceDependencies {
+  readonly registry: CivitaiRegistry;
+  readonly ingest: Omit<IngestDependencies, 'onDownload'>;
+  readonly metrics: ResolutionMetrics;
+  readonly clock: () => number;
+}
+
+export function createRegistrySource(dependencies: RegistrySourceDependencies): ResolutionSource {
+  const { registry, metrics } = dependencies;
+  return async (air) => {
+    if (air.source !== 'civitai') return { kind: 'notFound' };
+
+    metrics.registryCalls++;
+    let lookup;
+    try {
+      lookup = await registry.getModelVersion(air.version);
+    } catch (error) {
+      if (!(error instanceof RegistryUnavailableError)) throw error;
+      metrics.registryFailures++;
+      return { kind: 'unavailable', message: error.message };
+    }
+    if (lookup.kind === 'notFound') return { kind: 'notFound' };
+
+    const version = lookup.version;
+    if (version.modelId !== air.id) {
+      return {
+        kind: 'rejected',
+        code: 'unknownModel',
+        message: `version ${air.version} belongs to model ${version.modelId}, not ${air.id}; the AIR should be "civitai:${version.modelId}@${air.version}".`,
+      };
+    }
+    const record: ModelRecord = {
+      air: air.canonical,
+      name: version.name,
+      type: version.type,
+      family: version.family,
+      baseModel: version.baseModel,
+      source: 'registry',
+      trainedWords: version.trainedWords,
+      fetchedAt: dependencies.clock(),
+    };
+    if (record.type !== 'textualInversion') return { kind: 'found', record };
+    if (!version.file) {
+      return { kind: 'rejected', code: 'embeddingFileMissing', message: 'the registry lists no downloadable file for this embedding.' };
+    }
+
+    try {
+      const ingested = await ingestEmbedding(version.file, version.family, {
+        ...dependencies.ingest,
+        onDownload: () => metrics.downloads++,
+      });
+      return { kind: 'found', record: { ...record, family: ingested.family, file: ingested.facts } };
+    } catch (error) {
+      if (error instanceof EmbeddingRejected) return { kind: 'rejected', code: error.code, message: error.message };
+      if (error instanceof EmbeddingUnavailable) return { kind: 'unavailable', message: error.message };
+      throw error;
+    }
+  };
+}

@@ -1,0 +1,256 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { inspectEmbeddingFile } from '../../src/embeddings/inspect-embedding.js';
+import {
+  a1111PtFile,
+  diffusersBinFile,
+  kohyaSafetensorsFile,
+  lyingSafetensorsHeader,
+  maliciousPickleFile,
+  randomVectors,
+  sdxlSafetensorsFile,
+  truncatedSafetensors,
+  zipBombFile,
+} from '../support/embedding-fixtures.js';
+import { startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
+import { startGateway, until, type TestGateway } from '../support/gateway.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+
+let registry: FakeRegistry;
+let redis: RedisServer;
+const gateways: TestGateway[] = [];
+let versionCounter = 50_000;
+
+beforeAll(async () => {
+  [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
+});
+
+afterEach(async () => {
+  registry.setBehaviour({ latencyMs: 0, failNext: 0, hang: false });
+  await Promise.all(gateways.splice(0).map((gateway) => gateway.close()));
+});
+
+afterAll(async () => {
+  await registry.close();
+  await redis.stop();
+});
+
+async function gateway(extra: Record<string, string> = {}): Promise<TestGateway> {
+  const started = await startGateway({ REDIS_URL: redis.url, CIVITAI_BASE_URL: registry.url, CIVITAI_TOKEN: 'registry-token', REGISTRY_TIMEOUT_MS: '2000', ...extra });
+  gateways.push(started);
+  await until(() => started.resolution.redis?.isUp() === true);
+  return started;
+}
+
+/** Publishes an embedding on the fake registry and returns its AIR. */
+function publish(file: Uint8Array, options: { name?: string; baseModel?: string; type?: string; scan?: string; sha256?: string } = {}): string {
+  const versionId = ++versionCounter;
+  const modelId = versionId + 1_000_000;
+  registry.addModelVersion({
+    modelId,
+    versionId,
+    type: options.type ?? 'TextualInversion',
+    baseModel: options.baseModel ?? 'SD 1.5',
+    trainedWords: ['fixture'],
+    files: [
+      {
+        name: options.name ?? 'embedding.safetensors',
+        bytes: file,
+        ...(options.scan !== undefined && { pickleScanResult: options.scan }),
+        ...(options.sha256 !== undefined && { sha256: options.sha256 }),
+      },
+    ],
+  });
+  return `civitai:${modelId}@${versionId}`;
+}
+
+function task(embeddings: { model: string; weight?: number }[], model = 'civitai:4384@128713') {
+  return { taskType: 'imageInference', taskUUID: randomUUID(), positivePrompt: 'a lighthouse', model, width: 512, height: 512, embeddings };
+}
+
+async function post(app: TestGateway['app'], tasks: unknown[]) {
+  const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(tasks) });
+  return { status: response.statusCode, body: response.json<{ errors: { code: string; parameter?: string; message: string }[]; warnings: { code: string }[] }>() };
+}
+
+async function lookUp(app: TestGateway['app'], air: string) {
+  const response = await app.inject({ method: 'GET', url: `/v1/models/${air}` });
+  return { status: response.statusCode, body: response.json<Record<string, unknown> & { errors?: { code: string }[] }>() };
+}
+
+describe('embeddings resolved through the registry', () => {
+  it.each([
+    ['kohya safetensors (SD 1.5)', () => kohyaSafetensorsFile(randomVectors(4, 768, 1), 4, 768), 'sd1', 4, 'safetensors'],
+    ['SDXL safetensors', () => sdxlSafetensorsFile(randomVectors(2, 768, 2), randomVectors(2, 1280, 3), 2), 'sdxl', 2, 'safetensors'],
+    ['A1111 .pt', () => a1111PtFile(randomVectors(8, 768, 4), 8, 768), 'sd1', 8, 'a1111-pt'],
+    ['diffusers .bin', () => diffusersBinFile('<cat-toy>', randomVectors(1, 768, 5), 1, 768), 'sd1', 1, 'diffusers-bin'],
+    ['SD 2 safetensors', () => kohyaSafetensorsFile(randomVectors(3, 1024, 6), 3, 1024), 'sd2', 3, 'safetensors'],
+  ])('reads a %s and serves its canonical copy', async (_name, makeFile, family, vectors, format) => {
+    const { app } = await gateway();
+    const file = makeFile();
+    const air = publish(file, { name: format === 'a1111-pt' ? 'emb.pt' : format === 'diffusers-bin' ? 'learned_embeds.bin' : 'emb.safetensors' });
+    const { status, body } = await lookUp(app, air);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ air, type: 'textualInversion', family, source: 'registry', trainedWords: ['fixture'], file: { vectors, format, sizeBytes: file.length } });
+
+    const canonical = body['file'] as { canonicalUrl: string; canonicalSha256: string };
+    const download = await app.inject({ method: 'GET', url: new URL(canonical.canonicalUrl).pathname });
+    expect(download.statusCode).toBe(200);
+    expect(download.headers['etag']).toBe(`"${canonical.canonicalSha256}"`);
+    const original = await inspectEmbeddingFile(file);
+    const served = await inspectEmbeddingFile(download.rawPayload);
+    expect(served.family).toBe(original.family);
+    expect(served.tensors).toEqual(original.tensors);
+  });
+
+  it.each([
+    ['a pickle that would run code', () => maliciousPickleFile(), 'embeddingFileUnsafe'],
+    ['a zip bomb', () => zipBombFile({ inflatedMiB: 256 }), 'embeddingFileTooLarge'],
+    ['a truncated safetensors file', () => truncatedSafetensors(), 'embeddingFileUnparseable'],
+    ['a lying safetensors header', () => lyingSafetensorsHeader('shape'), 'embeddingFileUnparseable'],
+    ['77 vectors', () => kohyaSafetensorsFile(randomVectors(77, 768, 8), 77, 768), 'unsupportedEmbeddingShape'],
+    ['random bytes', () => new Uint8Array(4096).fill(7), 'embeddingFileUnparseable'],
+  ])('refuses %s, and the task says why', async (_name, makeFile, code) => {
+    const { app } = await gateway();
+    const air = publish(makeFile(), { name: 'emb.pt' });
+    const { status, body } = await post(app, [task([{ model: air }])]);
+    expect(status).toBe(422);
+    expect(body.errors).toEqual([expect.objectContaining({ code, parameter: 'embeddings[0].model' })]);
+  });
+
+  it('refuses a file the registry scan marks Danger without downloading it', async () => {
+    const { app } = await gateway();
+    const air = publish(kohyaSafetensorsFile(randomVectors(1, 768, 9), 1, 768), { scan: 'Danger' });
+    const downloads = registry.calls.downloads();
+    const { status, body } = await post(app, [task([{ model: air }])]);
+    expect(status).toBe(422);
+    expect(body.errors[0]?.code).toBe('embeddingFlaggedByScan');
+    expect(registry.calls.downloads()).toBe(downloads);
+  });
+
+  it('refuses a file whose SHA-256 differs from the registry, as retryable', async () => {
+    const { app } = await gateway();
+    const air = publish(kohyaSafetensorsFile(randomVectors(1, 768, 10), 1, 768), { sha256: 'ab'.repeat(32) });
+    const { status, body } = await post(app, [task([{ model: air }])]);
+    expect(status).toBe(502);
+    expect(body.errors[0]).toMatchObject({ code: 'embeddingChecksumMismatch', retryable: true });
+  });
+
+  it('refuses a file over EMBEDDING_MAX_BYTES', async () => {
+    const { app } = await gateway({ EMBEDDING_MAX_BYTES: '10000' });
+    const air = publish(kohyaSafetensorsFile(randomVectors(8, 768, 12), 8, 768));
+    const { body } = await post(app, [task([{ model: air }])]);
+    expect(body.errors[0]?.code).toBe('embeddingFileTooLarge');
+  });
+
+  it('refuses a LoRA given as an embedding, saying to use lora[]', async () => {
+    const { app } = await gateway();
+    const air = publish(kohyaSafetensorsFile(randomVectors(1, 768, 13), 1, 768), { type: 'LORA' });
+    const downloads = registry.calls.downloads();
+    const { body } = await post(app, [task([{ model: air }])]);
+    expect(body.errors).toEqual([expect.objectContaining({ code: 'notAnEmbedding', message: expect.stringContaining('lora[]') })]);
+    expect(registry.calls.downloads()).toBe(downloads);
+  });
+
+  it("trusts the file's shapes over the registry's label, with a warning", async () => {
+    const { app } = await gateway();
+    const air = publish(kohyaSafetensorsFile(randomVectors(2, 768, 14), 2, 768), { baseModel: 'SDXL 1.0' });
+    const onSdxl = await post(app, [task([{ model: air }], 'civitai:101055@128078')]);
+    expect(onSdxl.body.errors[0]?.code).toBe('incompatibleEmbeddingFamily');
+    const onSd15 = await post(app, [task([{ model: air }])]);
+    expect(onSd15.status).toBe(503);
+    expect(onSd15.body.errors[0]?.code).toBe('noAvailableWorker');
+    expect(onSd15.body.warnings).toEqual([expect.objectContaining({ code: 'embeddingLabelMismatch' })]);
+  });
+
+  it('resolves base models it does not know through the registry', async () => {
+    const { app } = await gateway();
+    const versionId = ++versionCounter;
+    registry.addModelVersion({ modelId: 777, versionId, type: 'Checkpoint', baseModel: 'Pony', name: 'Some Pony Model' });
+    const embedding = publish(sdxlSafetensorsFile(randomVectors(1, 768, 15), randomVectors(1, 1280, 16), 1), { baseModel: 'Pony' });
+    const { status, body } = await post(app, [task([{ model: embedding }], `civitai:777@${versionId}`)]);
+    expect(status).toBe(503);
+    expect(body.errors[0]?.code).toBe('noAvailableWorker');
+    const flux = ++versionCounter;
+    registry.addModelVersion({ modelId: 778, versionId: flux, type: 'Checkpoint', baseModel: 'Flux.1 D' });
+    const refused = await post(app, [task([{ model: embedding }], `civitai:778@${flux}`)]);
+    expect(refused.body.errors[0]?.code).toBe('unsupportedEmbeddingArchitecture');
+  });
+
+  it('says unknownModel for a version the registry does not have, and remembers it', async () => {
+    const { app } = await gateway();
+    const before = registry.calls.versionLookups('999999');
+    await post(app, [task([{ model: 'civitai:1@999999' }])]);
+    const { body } = await post(app, [task([{ model: 'civitai:1@999999' }])]);
+    expect(body.errors[0]?.code).toBe('unknownModel');
+    expect(registry.calls.versionLookups('999999') - before).toBe(1);
+    expect((await lookUp(app, 'civitai:1@999999')).status).toBe(404);
+  });
+});
+
+describe('registry outages', () => {
+  it('answers a retryable modelUnavailable when the registry is down and nothing is cached', async () => {
+    const { app } = await gateway({ REGISTRY_TIMEOUT_MS: '300' });
+    const air = publish(kohyaSafetensorsFile(randomVectors(1, 768, 17), 1, 768));
+    registry.setBehaviour({ failNext: 1000, failStatus: 503 });
+    const { status, body } = await post(app, [task([{ model: air }])]);
+    expect(status).toBe(503);
+    expect(body.errors[0]).toMatchObject({ code: 'modelUnavailable', retryable: true });
+  });
+
+  it('serves a stale record while the registry is down', async () => {
+    const { app } = await gateway({ MODEL_CACHE_TTL_SECONDS: '1', MODEL_CACHE_STALE_SECONDS: '3600' });
+    const air = publish(kohyaSafetensorsFile(randomVectors(1, 768, 18), 1, 768));
+    expect((await lookUp(app, air)).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    registry.setBehaviour({ failNext: 1000, failStatus: 500 });
+    const { status, body } = await lookUp(app, air);
+    expect(status).toBe(200);
+    expect(body).toMatchObject({ air, family: 'sd1' });
+  });
+});
+
+describe('dedupe and the shared cache', () => {
+  it('makes one registry call and one download for 200 concurrent requests across two gateways', async () => {
+    const [first, second] = [await gateway(), await gateway()];
+    const air = publish(kohyaSafetensorsFile(randomVectors(4, 768, 19), 4, 768));
+    const versionId = air.split('@')[1];
+    registry.setBehaviour({ latencyMs: 150 });
+    const downloads = registry.calls.downloads();
+    const answers = await Promise.all(Array.from({ length: 200 }, (_, index) => post((index % 2 ? first : second).app, [task([{ model: air }])])));
+    expect(answers.every((answer) => answer.body.errors[0]?.code === 'noAvailableWorker')).toBe(true);
+    expect(registry.calls.versionLookups(versionId)).toBe(1);
+    expect(registry.calls.downloads() - downloads).toBe(1);
+  });
+
+  it('serves a file ingested by one gateway from another, through Redis', async () => {
+    const [first, second] = [await gateway(), await gateway()];
+    const air = publish(kohyaSafetensorsFile(randomVectors(2, 768, 20), 2, 768));
+    const record = (await lookUp(first.app, air)).body['file'] as { canonicalUrl: string };
+    const served = await second.app.inject({ method: 'GET', url: new URL(record.canonicalUrl).pathname });
+    expect(served.statusCode).toBe(200);
+    expect(second.resolution.metrics.registryCalls).toBe(0);
+  });
+
+  it('keeps serving while Redis is killed and restarted, and shares its cache again after', async () => {
+    const { app, resolution } = await gateway();
+    const cached = publish(kohyaSafetensorsFile(randomVectors(1, 768, 21), 1, 768));
+    expect((await post(app, [task([{ model: cached }])])).body.errors[0]?.code).toBe('noAvailableWorker');
+
+    await redis.kill();
+    await until(() => resolution.redis?.isUp() === false);
+    const during = publish(kohyaSafetensorsFile(randomVectors(1, 768, 22), 1, 768));
+    const answers = await Promise.all([cached, during, cached, during].map((air) => post(app, [task([{ model: air }])])));
+    expect(answers.map((answer) => answer.body.errors[0]?.code)).toEqual(Array(4).fill('noAvailableWorker'));
+
+    await redis.restart();
+    await until(() => resolution.redis?.isUp() === true);
+    const after = publish(kohyaSafetensorsFile(randomVectors(1, 768, 23), 1, 768));
+    await post(app, [task([{ model: after }])]);
+    const other = await gateway();
+    const lookups = registry.calls.versionLookups();
+    expect((await post(other.app, [task([{ model: after }])])).body.errors[0]?.code).toBe('noAvailableWorker');
+    expect(registry.calls.versionLookups()).toBe(lookups);
+    expect(other.resolution.metrics.l2Hits).toBeGreaterThanOrEqual(1);
+  });
+});
