@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { request, type Dispatcher } from 'undici';
-import { startAttempt, type AttemptDeadline } from '../http/attempt-deadline.js';
+import type { Dispatcher } from 'undici';
+import { getWithin, startAttempt, type AttemptDeadline } from '../http/attempt-deadline.js';
 import { describeGiveUp, parseRetryAfterMs, withRetries, type AttemptOutcome } from '../http/retry-policy.js';
 
 /**
@@ -71,17 +71,9 @@ async function attemptDownload(start: URL, options: DownloadOptions): Promise<At
     for (let redirects = 0; ; redirects += 1) {
       const headers: Record<string, string> = {};
       if (options.credentials && current.origin === credentialOrigin) headers.authorization = `Bearer ${options.credentials.token}`;
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await request(current, {
-          method: 'GET',
-          headers,
-          signal: deadline.signal,
-          ...(options.dispatcher && { dispatcher: options.dispatcher }),
-        });
-      } catch (error) {
-        return { kind: 'transient', failure: deadline.failureOf(error) };
-      }
+      const sent = await getWithin(deadline, current, headers, options.dispatcher);
+      if (sent.kind === 'transient') return sent;
+      const { response } = sent;
       const { statusCode, body } = response;
       if (statusCode >= 200 && statusCode < 300) {
         const declared = Number(firstHeader(response.headers['content-length']));

@@ -1,3 +1,4 @@
+import { request, type Dispatcher } from 'undici';
 import type { TransientFailure } from './retry-policy.js';
 
 /**
@@ -54,4 +55,23 @@ function networkErrorCode(error: unknown): string | undefined {
   const { code } = error;
   if (typeof code !== 'string' || code === 'UND_ERR_INVALID_ARG') return undefined;
   return code;
+}
+
+export type SentRequest =
+  | { readonly kind: 'response'; readonly response: Dispatcher.ResponseData }
+  | { readonly kind: 'transient'; readonly failure: TransientFailure };
+
+/** A GET within the attempt's deadline; a timeout or network failure comes back as a transient failure. */
+export async function getWithin(
+  deadline: AttemptDeadline,
+  url: string | URL,
+  headers: Record<string, string>,
+  dispatcher: Dispatcher | undefined,
+): Promise<SentRequest> {
+  try {
+    const response = await request(url, { method: 'GET', headers, signal: deadline.signal, ...(dispatcher && { dispatcher }) });
+    return { kind: 'response', response };
+  } catch (error) {
+    return { kind: 'transient', failure: deadline.failureOf(error) };
+  }
 }

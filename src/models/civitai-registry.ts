@@ -1,5 +1,5 @@
-import { request, type Dispatcher } from 'undici';
-import { startAttempt } from '../http/attempt-deadline.js';
+import type { Dispatcher } from 'undici';
+import { getWithin, startAttempt } from '../http/attempt-deadline.js';
 import { describeGiveUp, parseRetryAfterMs, withRetries, type AttemptOutcome } from '../http/retry-policy.js';
 import { modelVersionSchema, toRegistryModelVersion, type RegistryModelVersion } from './registry-mapping.js';
 
@@ -66,17 +66,9 @@ export function createCivitaiRegistry(options: CivitaiRegistryOptions): CivitaiR
   async function attemptLookup(url: string, versionId: string, signal: AbortSignal | undefined): Promise<AttemptOutcome<RegistryLookup>> {
     const deadline = startAttempt(options.timeoutMs, signal);
     try {
-      let response: Dispatcher.ResponseData;
-      try {
-        response = await request(url, {
-          method: 'GET',
-          headers,
-          signal: deadline.signal,
-          ...(options.dispatcher && { dispatcher: options.dispatcher }),
-        });
-      } catch (error) {
-        return { kind: 'transient', failure: deadline.failureOf(error) };
-      }
+      const sent = await getWithin(deadline, url, headers, options.dispatcher);
+      if (sent.kind === 'transient') return sent;
+      const { response } = sent;
       const { statusCode, body } = response;
       if (statusCode >= 200 && statusCode < 300) {
         let text: string;
