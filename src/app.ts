@@ -7,10 +7,12 @@ import { registerOpenApi } from './api/plugins/openapi.js';
 import { requestIdOf } from './api/request-id.js';
 import { healthRoutes, type ReadinessProbe } from './api/routes/health.js';
 import { embeddingFileRoutes } from './api/routes/embedding-files.js';
+import { imageRoutes } from './api/routes/images.js';
 import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import type { Config } from './config.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
+import type { ImageStore } from './dispatch/image-store.js';
 import type { ContentStore } from './embeddings/content-store.js';
 import { loggerOptions } from './logger.js';
 import type { ModelResolver } from './models/resolver.js';
@@ -22,6 +24,8 @@ export interface AppDependencies {
   readonly dispatcher: Dispatcher;
   /** Canonical embedding files served to workers; none are served when absent. */
   readonly contentStore?: ContentStore;
+  /** Images of outputType URL; none are served when absent. */
+  readonly imageStore?: ImageStore;
   readonly readiness?: ReadinessProbe;
   /** Where log lines go; stdout when absent. */
   readonly logStream?: DestinationStream;
@@ -61,6 +65,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   await registerOpenApi(app);
   await app.register(healthRoutes, { readiness: dependencies.readiness ?? { isReady: () => true } });
   if (dependencies.contentStore) await app.register(embeddingFileRoutes, { store: dependencies.contentStore });
+  if (dependencies.imageStore) await app.register(imageRoutes, { store: dependencies.imageStore });
 
   await app.register(async (api) => {
     if (config.apiKeys.length > 0) api.addHook('onRequest', createApiKeyCheck(config.apiKeys));

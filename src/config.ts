@@ -1,3 +1,5 @@
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { z } from 'zod';
 
 /**
@@ -34,6 +36,21 @@ const environmentSchema = z.object({
   MODEL_CACHE_STALE_SECONDS: positiveInt(86_400, 365 * 86_400),
   MODEL_CACHE_NEGATIVE_TTL_SECONDS: positiveInt(300, 86_400),
   PUBLIC_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  WORKER_URLS: z
+    .string()
+    .default('')
+    .transform((raw) => raw.split(',').map((url) => url.trim()).filter((url) => url.length > 0))
+    .pipe(z.array(z.url({ protocol: /^https?$/, error: 'each worker URL must be an http(s) URL' }))),
+  QUEUE_MAX: positiveInt(100, 100_000),
+  QUEUE_WAIT_MS: positiveInt(30_000, 600_000),
+  TASK_TIMEOUT_MS: positiveInt(120_000, 3_600_000),
+  TASK_FIRST_BYTE_TIMEOUT_MS: positiveInt(10_000, 600_000),
+  DISPATCH_MAX_ATTEMPTS: positiveInt(3, 10),
+  WORKER_HEALTH_INTERVAL_MS: positiveInt(2000, 600_000),
+  BREAKER_FAILURE_THRESHOLD: positiveInt(5, 1000),
+  BREAKER_COOLDOWN_MS: positiveInt(10_000, 3_600_000),
+  IMAGE_STORE_DIR: z.string().min(1).optional(),
+  COST_PER_MEGAPIXEL_STEP: z.coerce.number().min(0).max(1000).default(0.0001),
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
   MAX_EMBEDDINGS_PER_TASK: positiveInt(10, 100),
   BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
@@ -55,6 +72,21 @@ export interface Config {
   readonly modelCache: { readonly ttlSeconds: number; readonly staleSeconds: number; readonly negativeTtlSeconds: number };
   /** How workers and clients reach this gateway, for the URLs it hands out. */
   readonly publicBaseUrl: string;
+  readonly dispatch: {
+    readonly workerUrls: readonly string[];
+    readonly queueMax: number;
+    readonly queueWaitMs: number;
+    readonly taskTimeoutMs: number;
+    readonly firstByteTimeoutMs: number;
+    readonly maxAttempts: number;
+    readonly healthIntervalMs: number;
+    readonly breakerFailureThreshold: number;
+    readonly breakerCooldownMs: number;
+  };
+  /** Where images of outputType URL are kept; a directory shared by the replicas when there are several. */
+  readonly imageStoreDir: string;
+  /** Price of one step on one megapixel, for the `cost` of a task with includeCost. */
+  readonly costPerMegapixelStep: number;
   readonly limits: {
     readonly maxTasksPerRequest: number;
     readonly maxEmbeddingsPerTask: number;
@@ -109,6 +141,19 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       negativeTtlSeconds: values.MODEL_CACHE_NEGATIVE_TTL_SECONDS,
     },
     publicBaseUrl: (values.PUBLIC_BASE_URL ?? `http://127.0.0.1:${values.PORT}`).replace(/\/+$/, ''),
+    dispatch: {
+      workerUrls: values.WORKER_URLS,
+      queueMax: values.QUEUE_MAX,
+      queueWaitMs: values.QUEUE_WAIT_MS,
+      taskTimeoutMs: values.TASK_TIMEOUT_MS,
+      firstByteTimeoutMs: Math.min(values.TASK_FIRST_BYTE_TIMEOUT_MS, values.TASK_TIMEOUT_MS),
+      maxAttempts: values.DISPATCH_MAX_ATTEMPTS,
+      healthIntervalMs: values.WORKER_HEALTH_INTERVAL_MS,
+      breakerFailureThreshold: values.BREAKER_FAILURE_THRESHOLD,
+      breakerCooldownMs: values.BREAKER_COOLDOWN_MS,
+    },
+    imageStoreDir: values.IMAGE_STORE_DIR ?? join(tmpdir(), 'clipgate-images'),
+    costPerMegapixelStep: values.COST_PER_MEGAPIXEL_STEP,
     limits: {
       maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,
       maxEmbeddingsPerTask: values.MAX_EMBEDDINGS_PER_TASK,

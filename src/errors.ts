@@ -58,6 +58,11 @@ export const errorCatalogue = {
     retryable: false,
     description: '`GET /v1/models/{air}` names no model in the catalogue or the registry.',
   },
+  imageNotFound: {
+    status: 404,
+    retryable: false,
+    description: 'No generated image with this name is stored (wrong name, or it was cleaned up).',
+  },
   embeddingFileNotFound: {
     status: 404,
     retryable: false,
@@ -194,7 +199,32 @@ export const errorCatalogue = {
   noAvailableWorker: {
     status: 503,
     retryable: true,
-    description: 'No GPU worker can take the task now; retry later.',
+    description: 'No healthy GPU worker serves the task\'s model; retry later.',
+  },
+  queueFull: {
+    status: 429,
+    retryable: true,
+    description: 'Every worker for the model is busy and the queue is full (QUEUE_MAX); retry after `retryAfter` seconds.',
+  },
+  queueTimeout: {
+    status: 503,
+    retryable: true,
+    description: 'The task waited QUEUE_WAIT_MS in the queue without a worker freeing up; retry after `retryAfter` seconds.',
+  },
+  timeoutWorker: {
+    status: 504,
+    retryable: true,
+    description: 'No worker accepted the job in time (TASK_FIRST_BYTE_TIMEOUT_MS) or finished it within TASK_TIMEOUT_MS.',
+  },
+  workerFailed: {
+    status: 502,
+    retryable: true,
+    description: 'Workers failed the task (crashed, reset, 5xx) on every attempt; nothing was produced.',
+  },
+  workerRejectedTask: {
+    status: 422,
+    retryable: false,
+    description: 'A worker refused the task itself (e.g. an embedding that does not fit its model); retrying will not help.',
   },
   internalError: {
     status: 500,
@@ -214,6 +244,10 @@ export interface ApiError {
   taskType?: string;
   /** Position of the task in the request array: identifies tasks that sent no usable taskUUID. */
   taskIndex?: number;
+  /** Seconds to wait before retrying, for capacity errors (also sent as the Retry-After header). */
+  retryAfter?: number;
+  /** Where the task stood (or would have stood) in the gateway's queue. */
+  queuePosition?: number;
   min?: number;
   max?: number;
   allowed?: readonly (string | number)[];

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createNoWorkerDispatcher } from './dispatch/no-worker-dispatcher.js';
+import { createDispatchStage } from './dispatch/create-dispatch.js';
 import { createModelResolution } from './models/model-resolution.js';
 import { CatalogueFileError, loadOperatorCatalogue } from './models/operator-catalogue.js';
 
@@ -25,14 +25,19 @@ async function main(): Promise<void> {
   let draining = false;
   const startupLog = pino({ level: config.logLevel });
   const resolution = createModelResolution(config, operatorRecords, startupLog);
+  const dispatch = createDispatchStage(config, startupLog);
   const app = await buildApp({
     config,
     resolver: resolution.resolver,
     contentStore: resolution.contentStore,
-    dispatcher: createNoWorkerDispatcher(),
+    dispatcher: dispatch.dispatcher,
+    imageStore: dispatch.imageStore,
     readiness: { isReady: () => !draining },
   });
-  app.addHook('onClose', async () => resolution.close());
+  app.addHook('onClose', async () => {
+    await dispatch.close();
+    await resolution.close();
+  });
 
   if (config.apiKeys.length === 0) {
     app.log.warn('API_KEYS is not set: the API is open to anyone who can reach it. Set API_KEYS before exposing it.');
@@ -42,6 +47,7 @@ async function main(): Promise<void> {
       operatorModels: operatorRecords.length,
       registry: config.registry?.baseUrl ?? 'off',
       sharedCache: config.redisUrl ? 'redis' : 'in-process only',
+      workers: config.dispatch.workerUrls.length,
     },
     'model resolution ready',
   );

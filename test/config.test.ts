@@ -26,6 +26,18 @@ describe('loadConfig', () => {
       embeddingMaxBytes: 16 * 1024 * 1024,
       modelCache: { ttlSeconds: 3600, staleSeconds: 86_400, negativeTtlSeconds: 300 },
       publicBaseUrl: 'http://127.0.0.1:8080',
+      dispatch: {
+        workerUrls: [],
+        queueMax: 100,
+        queueWaitMs: 30_000,
+        taskTimeoutMs: 120_000,
+        firstByteTimeoutMs: 10_000,
+        maxAttempts: 3,
+        healthIntervalMs: 2000,
+        breakerFailureThreshold: 5,
+        breakerCooldownMs: 10_000,
+      },
+      costPerMegapixelStep: 0.0001,
       limits: { maxTasksPerRequest: 100, maxEmbeddingsPerTask: 10, bodyLimitBytes: 2 * 1024 * 1024 },
     });
   });
@@ -50,6 +62,17 @@ describe('loadConfig', () => {
       MODEL_CACHE_STALE_SECONDS: '600',
       MODEL_CACHE_NEGATIVE_TTL_SECONDS: '30',
       PUBLIC_BASE_URL: 'https://gateway.example.com/',
+      WORKER_URLS: 'http://gpu-1:9000, http://gpu-2:9000',
+      QUEUE_MAX: '7',
+      QUEUE_WAIT_MS: '1500',
+      TASK_TIMEOUT_MS: '60000',
+      TASK_FIRST_BYTE_TIMEOUT_MS: '90000',
+      DISPATCH_MAX_ATTEMPTS: '2',
+      WORKER_HEALTH_INTERVAL_MS: '500',
+      BREAKER_FAILURE_THRESHOLD: '3',
+      BREAKER_COOLDOWN_MS: '2000',
+      IMAGE_STORE_DIR: '/var/lib/clipgate/images',
+      COST_PER_MEGAPIXEL_STEP: '0.5',
     });
     expect(config).toEqual({
       environment: 'production',
@@ -63,8 +86,26 @@ describe('loadConfig', () => {
       embeddingMaxBytes: 1_048_576,
       modelCache: { ttlSeconds: 60, staleSeconds: 600, negativeTtlSeconds: 30 },
       publicBaseUrl: 'https://gateway.example.com',
+      dispatch: {
+        workerUrls: ['http://gpu-1:9000', 'http://gpu-2:9000'],
+        queueMax: 7,
+        queueWaitMs: 1500,
+        taskTimeoutMs: 60_000,
+        // Never longer than the whole deadline.
+        firstByteTimeoutMs: 60_000,
+        maxAttempts: 2,
+        healthIntervalMs: 500,
+        breakerFailureThreshold: 3,
+        breakerCooldownMs: 2000,
+      },
+      imageStoreDir: '/var/lib/clipgate/images',
+      costPerMegapixelStep: 0.5,
       limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
     });
+  });
+
+  it('refuses a worker URL that is not http(s)', () => {
+    expect(problemsOf({ WORKER_URLS: 'http://ok:1,ftp://nope' })).toEqual([expect.stringContaining('WORKER_URLS')]);
   });
 
   it('switches the registry off with CIVITAI_BASE_URL=off', () => {

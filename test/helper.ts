@@ -31,7 +31,7 @@ export function testConfig(overrides: Partial<Config> = {}): Config {
  */
 export function createEchoDispatcher(): Dispatcher {
   return {
-    async dispatch(task) {
+    async dispatch({ task }) {
       const seed = task.seed ?? 42n;
       return {
         kind: 'images',

@@ -17,6 +17,8 @@ const errorSchema = z
     taskUUID: z.string().optional(),
     taskType: z.string().optional(),
     taskIndex: z.int().optional().meta({ description: 'Position of the task in the request array.' }),
+    retryAfter: z.int().optional().meta({ description: 'Seconds to wait before retrying (capacity errors); also the Retry-After header.' }),
+    queuePosition: z.int().optional().meta({ description: "Where the task stood, or would have stood, in the gateway's queue." }),
     min: z.number().optional(),
     max: z.number().optional(),
     allowed: z.array(z.union([z.string(), z.number()])).optional(),

@@ -1,5 +1,5 @@
 import type { ApiError, ErrorDetails } from '../errors.js';
-import type { ImageInferenceTask } from '../tasks/image-inference-schema.js';
+import type { ValidatedTask } from '../tasks/validated-task.js';
 
 /** One generated image as the public API reports it (Runware's field names). */
 export interface ImageResult {
@@ -27,5 +27,5 @@ export interface DispatchContext {
 
 /** The last stage of a task: turn a validated task into images on a GPU worker, or say why not. */
 export interface Dispatcher {
-  dispatch(task: ImageInferenceTask, context: DispatchContext): Promise<DispatchOutcome>;
+  dispatch(task: ValidatedTask, context: DispatchContext): Promise<DispatchOutcome>;
 }

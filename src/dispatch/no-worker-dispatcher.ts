@@ -7,7 +7,7 @@ import type { Dispatcher } from './dispatcher.js';
  */
 export function createNoWorkerDispatcher(): Dispatcher {
   return {
-    async dispatch(task, context) {
+    async dispatch({ task }, context) {
       return {
         kind: 'failed',
         error: createError(

@@ -1,6 +1,7 @@
 import { createError, type ApiError, type ApiWarning, type ErrorDetails } from '../errors.js';
 import type { Air } from '../models/air.js';
-import type { ModelResolver } from '../models/resolver.js';
+import type { ModelResolver, Resolution } from '../models/resolver.js';
+import type { ValidatedTask } from './validated-task.js';
 import {
   airSchema,
   embeddingEntrySchema,
@@ -29,8 +30,8 @@ export interface TaskVerdict {
   readonly taskType: string | undefined;
   readonly errors: readonly ApiError[];
   readonly warnings: readonly ApiWarning[];
-  /** The normalised task, present exactly when there are no errors. */
-  readonly task: ImageInferenceTask | undefined;
+  /** The normalised task with its resolved models, present exactly when there are no errors. */
+  readonly valid: ValidatedTask | undefined;
 }
 
 export interface ValidationDependencies {
@@ -60,7 +61,7 @@ export async function validateTasks(tasks: readonly unknown[], dependencies: Val
       if (air) airs.set(air.canonical, air);
     }
   }
-  const resolutions = airs.size > 0 ? await dependencies.resolver.resolveMany([...airs.values()]) : new Map();
+  const resolutions: ReadonlyMap<string, Resolution> = airs.size > 0 ? await dependencies.resolver.resolveMany([...airs.values()]) : new Map();
 
   return inspections.map((inspection) => {
     const outcome = inspection.use
@@ -73,9 +74,21 @@ export async function validateTasks(tasks: readonly unknown[], dependencies: Val
       taskType: inspection.taskType,
       errors,
       warnings: outcome.warnings,
-      task: errors.length === 0 ? inspection.parsed : undefined,
+      valid: errors.length === 0 && inspection.parsed ? withRecords(inspection.parsed, inspection.index, resolutions) : undefined,
     };
   });
+}
+
+/** Attaches the resolved records; the rules have already refused a task whose models did not resolve. */
+function withRecords(task: ImageInferenceTask, index: number, resolutions: ReadonlyMap<string, Resolution>): ValidatedTask | undefined {
+  const recordOf = (air: Air) => {
+    const resolution = resolutions.get(air.canonical);
+    return resolution?.kind === 'found' ? resolution.record : undefined;
+  };
+  const model = recordOf(task.model);
+  const embeddings = task.embeddings.map((entry) => ({ air: entry.model, weight: entry.weight, record: recordOf(entry.model) }));
+  if (!model || embeddings.some((entry) => !entry.record)) return undefined;
+  return { task, index, model, embeddings: embeddings.flatMap(({ air, weight, record }) => (record ? [{ air, weight, record }] : [])) };
 }
 
 function inspectStructure(raw: unknown, index: number): Inspection {

@@ -1,12 +1,13 @@
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import { createNoWorkerDispatcher } from '../../src/dispatch/no-worker-dispatcher.js';
+import { createDispatchStage, type DispatchStage } from '../../src/dispatch/create-dispatch.js';
 import { createModelResolution, type ModelResolution } from '../../src/models/model-resolution.js';
 
 export interface TestGateway {
   readonly app: FastifyInstance;
   readonly resolution: ModelResolution;
+  readonly dispatch: DispatchStage;
   close(): Promise<void>;
 }
 
@@ -16,12 +17,21 @@ const quiet = { info: () => undefined, warn: () => undefined };
 export async function startGateway(env: Record<string, string>): Promise<TestGateway> {
   const config = { ...loadConfig(env), logLevel: 'silent' as const };
   const resolution = createModelResolution(config, [], quiet);
-  const app = await buildApp({ config, resolver: resolution.resolver, contentStore: resolution.contentStore, dispatcher: createNoWorkerDispatcher() });
+  const dispatch = createDispatchStage(config, quiet);
+  const app = await buildApp({
+    config,
+    resolver: resolution.resolver,
+    contentStore: resolution.contentStore,
+    dispatcher: dispatch.dispatcher,
+    imageStore: dispatch.imageStore,
+  });
   return {
     app,
     resolution,
+    dispatch,
     async close() {
       await app.close();
+      await dispatch.close();
       await resolution.close();
     },
   };

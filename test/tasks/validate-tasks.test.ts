@@ -19,7 +19,7 @@ describe('structural checks', () => {
   it('accepts a complete task and fills in defaults', async () => {
     const verdict = await verdictOf(imageTask({ embeddings: [{ model: 'civitai:7808@9208' }] }));
     expect(verdict.errors).toEqual([]);
-    expect(verdict.task).toMatchObject({
+    expect(verdict.valid?.task).toMatchObject({
       steps: 20,
       CFGScale: 7,
       numberResults: 1,
@@ -31,8 +31,8 @@ describe('structural checks', () => {
       includeCost: false,
       lora: [],
     });
-    expect(verdict.task?.embeddings[0]?.weight).toBe(1);
-    expect(verdict.task?.model.canonical).toBe('civitai:4384@128713');
+    expect(verdict.valid?.task.embeddings[0]?.weight).toBe(1);
+    expect(verdict.valid?.task.model.canonical).toBe('civitai:4384@128713');
   });
 
   it('reports every structural problem of a task, each with its parameter path', async () => {
@@ -59,7 +59,7 @@ describe('structural checks', () => {
     expect(byParameter['positivePrompt']).toMatchObject({ code: 'parameterOutOfRange', min: 1 });
     expect(byParameter['clipSkip']).toMatchObject({ code: 'invalidParameter' });
     expect(byParameter['embeddings[0].weight']).toMatchObject({ code: 'parameterOutOfRange', max: 4 });
-    expect(verdict.task).toBeUndefined();
+    expect(verdict.valid?.task).toBeUndefined();
     for (const error of verdict.errors) expect(error).toMatchObject({ taskType: 'imageInference', taskIndex: 0, retryable: false });
   });
 
@@ -103,7 +103,7 @@ describe('structural checks', () => {
     ]);
     const urn = await verdictOf(imageTask({ model: 'urn:air:sd1:checkpoint:civitai:4384@128713', embeddings: [{ model: 'urn:air:sd1:embedding:CivitAI:7808@9208' }] }));
     expect(urn.errors).toEqual([]);
-    expect(urn.task?.embeddings[0]?.model.canonical).toBe('civitai:7808@9208');
+    expect(urn.valid?.task.embeddings[0]?.model.canonical).toBe('civitai:7808@9208');
   });
 
   it('refuses an element that is not an object, and a missing or unknown taskType', async () => {
@@ -144,11 +144,11 @@ describe('structural checks', () => {
 describe('seeds', () => {
   it('keeps 64-bit seeds exactly, whether BigInt, decimal string or safe number', async () => {
     const max = await verdictOf(imageTask({ seed: 18446744073709551615n }));
-    expect(max.task?.seed).toBe(18446744073709551615n);
+    expect(max.valid?.task.seed).toBe(18446744073709551615n);
     const text = await verdictOf(imageTask({ seed: '9007199254740993' }));
-    expect(text.task?.seed).toBe(9007199254740993n);
+    expect(text.valid?.task.seed).toBe(9007199254740993n);
     const small = await verdictOf(imageTask({ seed: 1234 }));
-    expect(small.task?.seed).toBe(1234n);
+    expect(small.valid?.task.seed).toBe(1234n);
   });
 
   it('refuses seeds that are negative, fractional, beyond 2^64 or already rounded', async () => {

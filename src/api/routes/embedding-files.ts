@@ -4,10 +4,6 @@ import { createError } from '../../errors.js';
 import type { ContentStore } from '../../embeddings/content-store.js';
 import { sendError } from '../send-error.js';
 
-export function embeddingFilePath(sha256: string): string {
-  return `/v1/embeddings/${sha256}.safetensors`;
-}
-
 const fileName = /^([0-9a-f]{64})\.safetensors$/;
 
 /**

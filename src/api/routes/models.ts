@@ -6,7 +6,7 @@ import { acceptsEmbeddings, families } from '../../models/families.js';
 import { modelTypes, type ModelRecord } from '../../models/model-record.js';
 import type { ModelResolver } from '../../models/resolver.js';
 import { sendError } from '../send-error.js';
-import { embeddingFilePath } from './embedding-files.js';
+import { embeddingFilePath } from '../../embeddings/embedding-file-path.js';
 import { taskResponseSchema } from '../response-schema.js';
 
 const modelRecordSchema = z

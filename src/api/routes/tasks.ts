@@ -27,15 +27,17 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
     const tasks = requireTaskArray(request.body, options.limits.maxTasksPerRequest);
     const verdicts = await validateTasks(tasks, { resolver: options.resolver, limits: options.limits });
 
+    // The response's 'close' before it finished means the client went away: cancel its jobs. (The
+    // request's own 'close' fires as soon as its body has been read, so it cannot tell.)
     const cancelled = new AbortController();
-    request.raw.once('close', () => {
-      if (!reply.sent) cancelled.abort();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) cancelled.abort(new Error('the client disconnected'));
     });
     const outcomes = await Promise.all(
       verdicts.map((verdict) =>
-        verdict.task
-          ? options.dispatcher.dispatch(verdict.task, {
-              details: { taskUUID: verdict.task.taskUUID, taskType: verdict.task.taskType, taskIndex: verdict.index },
+        verdict.valid
+          ? options.dispatcher.dispatch(verdict.valid, {
+              details: { taskUUID: verdict.valid.task.taskUUID, taskType: verdict.valid.task.taskType, taskIndex: verdict.index },
               signal: cancelled.signal,
             })
           : undefined,
@@ -50,6 +52,9 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
     }
     const response: TaskResponse = { data, errors, warnings: verdicts.flatMap((verdict) => verdict.warnings) };
     reply.code(responseStatus(response));
+    // Capacity errors say when to come back; the header carries the longest wait any of them asks for.
+    const retryAfter = Math.max(0, ...errors.map((error) => error.retryAfter ?? 0));
+    if (retryAfter > 0) reply.header('retry-after', String(retryAfter));
     return response;
   };
 

@@ -1,0 +1,87 @@
+/**
+ * The bounded waiting room in front of the workers: when every eligible worker is full, a task waits here,
+ * first come first served, for at most `maxWaitMs`; past `maxLength` waiting tasks it is refused at once.
+ * Bounded in both ways so a saturated pool answers 429/503 instead of piling up memory.
+ */
+
+export class QueueFullError extends Error {
+  override readonly name = 'QueueFullError';
+  constructor(readonly position: number) {
+    super(`the queue is full (${position - 1} tasks waiting)`);
+  }
+}
+
+export class QueueTimeoutError extends Error {
+  override readonly name = 'QueueTimeoutError';
+  constructor(
+    readonly position: number,
+    readonly waitedMs: number,
+  ) {
+    super(`no worker freed up within ${waitedMs} ms (the task was number ${position} in the queue)`);
+  }
+}
+
+/** What a waiter's claim attempt gives: the thing it waited for, nothing yet, or a reason to stop waiting. */
+export type Claim<T> = { readonly kind: 'taken'; readonly value: T } | { readonly kind: 'wait' } | { readonly kind: 'fail'; readonly error: Error };
+
+interface Waiter<T> {
+  readonly claim: () => Claim<T>;
+  readonly settle: (outcome: { value: T } | { error: unknown }) => void;
+}
+
+export interface AdmissionQueue<T> {
+  /** Waits until `claim` takes something; throws QueueFullError, QueueTimeoutError or the signal's reason. */
+  wait(claim: () => Claim<T>, signal: AbortSignal | undefined, maxWaitMs: number): Promise<T>;
+  /** Offers the freed capacity to the waiters, oldest first. */
+  pump(): void;
+  readonly length: number;
+}
+
+export function createAdmissionQueue<T>(maxLength: number): AdmissionQueue<T> {
+  const waiters: Waiter<T>[] = [];
+
+  function remove(waiter: Waiter<T>): void {
+    const index = waiters.indexOf(waiter);
+    if (index >= 0) waiters.splice(index, 1);
+  }
+
+  return {
+    wait(claim, signal, maxWaitMs) {
+      if (waiters.length >= maxLength) return Promise.reject(new QueueFullError(waiters.length + 1));
+      signal?.throwIfAborted();
+      const position = waiters.length + 1;
+      const started = Date.now();
+      return new Promise<T>((resolve, reject) => {
+        const cleanUp = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', onAbort);
+          remove(waiter);
+        };
+        const waiter: Waiter<T> = {
+          claim,
+          settle(outcome) {
+            cleanUp();
+            if ('value' in outcome) resolve(outcome.value);
+            else reject(outcome.error);
+          },
+        };
+        const timer = setTimeout(() => waiter.settle({ error: new QueueTimeoutError(position, Date.now() - started) }), maxWaitMs);
+        const onAbort = () => waiter.settle({ error: signal?.reason });
+        signal?.addEventListener('abort', onAbort, { once: true });
+        waiters.push(waiter);
+      });
+    },
+
+    pump() {
+      for (const waiter of [...waiters]) {
+        const claim = waiter.claim();
+        if (claim.kind === 'taken') waiter.settle({ value: claim.value });
+        else if (claim.kind === 'fail') waiter.settle({ error: claim.error });
+      }
+    },
+
+    get length() {
+      return waiters.length;
+    },
+  };
+}

@@ -1,0 +1,43 @@
+import type { FastifyBaseLogger } from 'fastify';
+import type { Config } from '../config.js';
+import type { Dispatcher } from './dispatcher.js';
+import { createDirectoryImageStore, type ImageStore } from './image-store.js';
+import { createNoWorkerDispatcher } from './no-worker-dispatcher.js';
+import { createPoolDispatcher } from './pool-dispatcher.js';
+import { createWorkerPool, type WorkerPool } from './worker-pool.js';
+
+export interface DispatchStage {
+  readonly dispatcher: Dispatcher;
+  readonly imageStore: ImageStore;
+  readonly pool: WorkerPool | undefined;
+  close(): Promise<void>;
+}
+
+/** Builds the dispatch stage from configuration: the worker pool when WORKER_URLS names any workers. */
+export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogger, 'info' | 'warn'>): DispatchStage {
+  const imageStore = createDirectoryImageStore(config.imageStoreDir);
+  if (config.dispatch.workerUrls.length === 0) {
+    return { dispatcher: createNoWorkerDispatcher(), imageStore, pool: undefined, close: async () => undefined };
+  }
+  const pool = createWorkerPool({
+    urls: config.dispatch.workerUrls,
+    healthIntervalMs: config.dispatch.healthIntervalMs,
+    healthTimeoutMs: Math.min(2000, config.dispatch.healthIntervalMs),
+    queueMax: config.dispatch.queueMax,
+    breaker: { failureThreshold: config.dispatch.breakerFailureThreshold, cooldownMs: config.dispatch.breakerCooldownMs },
+    clock: Date.now,
+    random: Math.random,
+    logger,
+  });
+  const dispatcher = createPoolDispatcher({
+    pool,
+    output: { store: imageStore, publicBaseUrl: config.publicBaseUrl, costPerMegapixelStep: config.costPerMegapixelStep },
+    taskTimeoutMs: config.dispatch.taskTimeoutMs,
+    firstByteTimeoutMs: config.dispatch.firstByteTimeoutMs,
+    queueWaitMs: config.dispatch.queueWaitMs,
+    maxAttempts: config.dispatch.maxAttempts,
+    publicBaseUrl: config.publicBaseUrl,
+    random: Math.random,
+  });
+  return { dispatcher, imageStore, pool, close: () => pool.close() };
+}

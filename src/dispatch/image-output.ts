@@ -1,0 +1,43 @@
+import type { ImageInferenceTask } from '../tasks/image-inference-schema.js';
+import { seedToJson } from '../tasks/seed.js';
+import type { ImageResult } from './dispatcher.js';
+import type { ImageStore } from './image-store.js';
+import type { JobImage } from './worker-protocol.js';
+
+/** Turns a worker's images into the public results, in the form the task asked for (DESIGN §2). */
+
+const mediaTypes = { PNG: 'image/png', JPG: 'image/jpeg', WEBP: 'image/webp' } as const;
+const extensions = { PNG: 'png', JPG: 'jpg', WEBP: 'webp' } as const;
+
+export interface OutputContext {
+  readonly store: ImageStore;
+  readonly publicBaseUrl: string;
+  readonly costPerMegapixelStep: number;
+}
+
+export async function toImageResults(task: ImageInferenceTask, images: readonly JobImage[], context: OutputContext): Promise<ImageResult[]> {
+  // Cost of the whole task, spread over its images, so summing a response's costs gives what was spent.
+  const taskCost = (task.width * task.height * task.steps * task.numberResults * context.costPerMegapixelStep) / 1e6;
+  return Promise.all(
+    images.map(async (image) => {
+      const common = {
+        taskType: 'imageInference' as const,
+        taskUUID: task.taskUUID,
+        imageUUID: image.imageUUID,
+        seed: seedToJson(BigInt(image.seed)),
+        ...(task.includeCost && { cost: Number((taskCost / images.length).toFixed(8)) }),
+      };
+      switch (task.outputType) {
+        case 'base64Data':
+          return { ...common, imageBase64Data: image.data };
+        case 'dataURI':
+          return { ...common, imageDataURI: `data:${mediaTypes[image.format]};base64,${image.data}` };
+        case 'URL': {
+          const name = `${image.imageUUID.toLowerCase()}.${extensions[image.format]}`;
+          await context.store.put(name, Buffer.from(image.data, 'base64'));
+          return { ...common, imageURL: `${context.publicBaseUrl}/v1/images/${name}` };
+        }
+      }
+    }),
+  );
+}

@@ -1,0 +1,182 @@
+import { randomBytes } from 'node:crypto';
+import { createError, type ApiError, type ErrorDetails } from '../errors.js';
+import { embeddingFilePath } from '../embeddings/embedding-file-path.js';
+import type { ValidatedTask } from '../tasks/validated-task.js';
+import { QueueFullError, QueueTimeoutError } from './admission-queue.js';
+import type { Dispatcher } from './dispatcher.js';
+import { toImageResults, type OutputContext } from './image-output.js';
+import { cancelJob, runJob } from './worker-client.js';
+import { NoWorkerError, type WorkerPool } from './worker-pool.js';
+import type { JobRequest } from './worker-protocol.js';
+
+/**
+ * The dispatch stage: a validated task becomes one job on one worker at a time. A failure before any
+ * result is retried on another worker (bounded, with jitter); a deadline, or a client that went away,
+ * cancels the job on its worker. A task ends in exactly one outcome, so a retry can never give it two
+ * results; an upstream failure is never reported as success.
+ */
+
+export interface PoolDispatcherOptions {
+  readonly pool: WorkerPool;
+  readonly output: OutputContext;
+  readonly taskTimeoutMs: number;
+  readonly firstByteTimeoutMs: number;
+  readonly queueWaitMs: number;
+  readonly maxAttempts: number;
+  readonly publicBaseUrl: string;
+  readonly random: () => number;
+  readonly sleep?: (ms: number) => Promise<void>;
+}
+
+export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher {
+  const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
+
+  return {
+    async dispatch(validated, context) {
+      const embeddingProblem = missingEmbeddingFile(validated, context.details);
+      if (embeddingProblem) return { kind: 'failed', error: embeddingProblem };
+      const job = jobFor(validated, options.publicBaseUrl);
+      const deadline = Date.now() + options.taskTimeoutMs;
+      const tried = new Set<string>();
+      let lastFailure = 'no attempt was made';
+      let lastWasTimeout = false;
+
+      for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
+        const remaining = deadline - Date.now();
+        if (remaining <= 0) break;
+        let lease;
+        try {
+          lease = await options.pool.acquire(job.model.air, tried, context.signal, Math.min(options.queueWaitMs, remaining));
+        } catch (error) {
+          return { kind: 'failed', error: admissionError(error, job, context.details, options.pool) };
+        }
+        tried.add(lease.worker.id);
+
+        const outcome = await runJob(
+          lease.worker.http,
+          job,
+          { firstByteMs: options.firstByteTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
+          context.signal,
+        );
+        switch (outcome.kind) {
+          case 'result':
+            lease.release('success');
+            return { kind: 'images', images: await toImageResults(validated.task, outcome.images, options.output) };
+          case 'rejected':
+            // The worker is fine; the task is not.
+            lease.release('neutral');
+            return {
+              kind: 'failed',
+              error: createError('workerRejectedTask', `The worker refused the task: ${outcome.error.code}: ${outcome.error.message}`, context.details),
+            };
+          case 'cancelled':
+            lease.release('neutral');
+            void cancelJob(lease.worker.http, job.jobId);
+            return { kind: 'failed', error: createError('timeoutWorker', 'The task was cancelled because the client disconnected.', context.details) };
+          case 'timeout':
+            lease.release('failure');
+            void cancelJob(lease.worker.http, job.jobId);
+            lastWasTimeout = true;
+            lastFailure = outcome.phase === 'firstByte' ? `worker ${lease.worker.url} did not accept the job within ${options.firstByteTimeoutMs} ms` : `the job did not finish within ${options.taskTimeoutMs} ms`;
+            // Total time is spent: nothing is left to retry with.
+            if (outcome.phase === 'total') return { kind: 'failed', error: createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details) };
+            break;
+          case 'failed':
+            lease.release('failure');
+            // A worker that took the job and then broke may still be running it: stop it before retrying.
+            if (outcome.accepted) void cancelJob(lease.worker.http, job.jobId);
+            lastWasTimeout = false;
+            lastFailure = `worker ${lease.worker.url}: ${outcome.reason}`;
+            break;
+        }
+        if (attempt < options.maxAttempts) await sleep(backoffMs(attempt, options.random));
+      }
+
+      const timedOut = lastWasTimeout || Date.now() >= deadline;
+      return {
+        kind: 'failed',
+        error: timedOut
+          ? createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details)
+          : createError('workerFailed', `The task failed on every attempt (${tried.size} worker(s)); last: ${lastFailure}. Nothing was produced; retry later.`, context.details),
+      };
+    },
+  };
+}
+
+/** 50–150 ms, doubling per attempt: enough to let a restarting worker's neighbours take over. */
+function backoffMs(attempt: number, random: () => number): number {
+  return Math.round(50 * 2 ** (attempt - 1) * (1 + random()));
+}
+
+function admissionError(error: unknown, job: JobRequest, details: ErrorDetails, pool: WorkerPool): ApiError {
+  const retryAfter = pool.retryAfterSeconds();
+  if (error instanceof QueueFullError) {
+    return createError('queueFull', `Every worker for model "${job.model.air}" is busy and the queue is full; retry in ${retryAfter} s.`, {
+      ...details,
+      retryAfter,
+      queuePosition: error.position,
+    });
+  }
+  if (error instanceof QueueTimeoutError) {
+    return createError('queueTimeout', `The task waited ${Math.round(error.waitedMs / 1000)} s in the queue (position ${error.position}) and no worker for model "${job.model.air}" freed up; retry in ${retryAfter} s.`, {
+      ...details,
+      retryAfter,
+      queuePosition: error.position,
+    });
+  }
+  if (error instanceof NoWorkerError) {
+    return createError('noAvailableWorker', `No healthy GPU worker serves model "${job.model.air}" (family "${job.model.family}") right now; retry later.`, {
+      ...details,
+      retryAfter,
+    });
+  }
+  // The client went away while queued: nobody reads this, but it must not look like a success.
+  return createError('timeoutWorker', 'The task was cancelled before a worker took it.', details);
+}
+
+function missingEmbeddingFile(validated: ValidatedTask, details: ErrorDetails): ApiError | undefined {
+  const index = validated.embeddings.findIndex((entry) => entry.weight !== 0 && !entry.record.file);
+  if (index < 0) return undefined;
+  return createError(
+    'embeddingFileMissing',
+    `"${validated.embeddings[index]?.air.canonical}" is known only by its catalogue label: no inspected file exists to send to a worker (is the registry switched off?).`,
+    { ...details, parameter: `embeddings[${index}].model` },
+  );
+}
+
+/** The worker's view of a task: resolved files instead of AIRs, the weight's sign as a placement. */
+export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequest {
+  const { task } = validated;
+  return {
+    jobId: task.taskUUID,
+    model: { air: validated.model.air, family: validated.model.family },
+    positivePrompt: task.positivePrompt,
+    negativePrompt: task.negativePrompt ?? '',
+    width: task.width,
+    height: task.height,
+    steps: task.steps,
+    cfgScale: task.CFGScale,
+    // A task without a seed gets a random one, reported back exactly with each image.
+    seed: (task.seed ?? randomBytes(8).readBigUInt64BE()).toString(),
+    scheduler: task.scheduler,
+    clipSkip: task.clipSkip,
+    numberResults: task.numberResults,
+    outputFormat: task.outputFormat,
+    embeddings: validated.embeddings.flatMap(({ air, weight, record }) =>
+      // Weight 0 has no effect (the client was warned); sending it would only cost the worker a lookup.
+      record.file && weight !== 0 && (record.family === 'sd1' || record.family === 'sdxl')
+        ? [
+            {
+              air: air.canonical,
+              sha256: record.file.canonicalSha256,
+              url: `${publicBaseUrl}${embeddingFilePath(record.file.canonicalSha256)}`,
+              weight: Math.abs(weight),
+              placement: weight > 0 ? ('positive' as const) : ('negative' as const),
+              vectors: record.file.vectors,
+              family: record.family,
+            },
+          ]
+        : [],
+    ),
+  };
+}

@@ -1,0 +1,48 @@
+/**
+ * Which worker gets a task (DESIGN §6): only workers that serve its model; among those with a free slot,
+ * prefer the ones that already have the model loaded (a model swap costs seconds on a GPU); then the less
+ * loaded of two picked at random — "power of two choices", which spreads load almost as well as scanning
+ * for the least loaded without herding every gateway replica onto the same worker.
+ */
+
+export interface WorkerCandidate {
+  readonly id: string;
+  /** Healthy and its breaker lets a job through. */
+  readonly available: boolean;
+  serves(model: string): boolean;
+  hasLoaded(model: string): boolean;
+  readonly inFlight: number;
+  readonly capacity: number;
+}
+
+export type Selection<W extends WorkerCandidate> =
+  | { readonly kind: 'selected'; readonly worker: W }
+  /** Eligible workers exist but every one is at capacity: queue. */
+  | { readonly kind: 'full' }
+  /** No available worker serves the model. */
+  | { readonly kind: 'none' };
+
+export function selectWorker<W extends WorkerCandidate>(
+  workers: readonly W[],
+  model: string,
+  exclude: ReadonlySet<string>,
+  random: () => number,
+): Selection<W> {
+  const eligible = workers.filter((worker) => worker.available && worker.serves(model) && !exclude.has(worker.id));
+  if (eligible.length === 0) return { kind: 'none' };
+  const withRoom = eligible.filter((worker) => worker.inFlight < worker.capacity);
+  if (withRoom.length === 0) return { kind: 'full' };
+  const loaded = withRoom.filter((worker) => worker.hasLoaded(model));
+  const pool = loaded.length > 0 ? loaded : withRoom;
+  return { kind: 'selected', worker: lessLoadedOfTwo(pool, random) };
+}
+
+function lessLoadedOfTwo<W extends WorkerCandidate>(pool: readonly W[], random: () => number): W {
+  const first = pool[Math.floor(random() * pool.length)] ?? pool[0];
+  if (!first) throw new RangeError('empty pool');
+  if (pool.length === 1) return first;
+  const offset = 1 + Math.floor(random() * (pool.length - 1));
+  const second = pool[(pool.indexOf(first) + offset) % pool.length] ?? first;
+  const load = (worker: W) => worker.inFlight / worker.capacity;
+  return load(second) < load(first) ? second : first;
+}

@@ -1,0 +1,180 @@
+import type { FastifyBaseLogger } from 'fastify';
+import { Pool } from 'undici';
+import { createAdmissionQueue, type Claim } from './admission-queue.js';
+import { createCircuitBreaker, type CircuitBreaker } from './circuit-breaker.js';
+import { selectWorker, type WorkerCandidate } from './select-worker.js';
+import { workerHealthSchema, type WorkerHealth } from './worker-protocol.js';
+
+/**
+ * The GPU workers of WORKER_URLS: one keep-alive undici Pool each, their health polled on an interval,
+ * their in-flight jobs counted here (fresher than any poll), a circuit breaker each, and the admission
+ * queue for tasks that find every eligible worker full.
+ */
+
+export interface PooledWorker extends WorkerCandidate {
+  readonly url: string;
+  readonly http: Pool;
+  readonly breaker: CircuitBreaker;
+  health: WorkerHealth | undefined;
+  healthy: boolean;
+  inFlight: number;
+  /** Models this gateway ran there since the last health report: loaded now, whatever the report said. */
+  readonly loadedHere: Set<string>;
+}
+
+export class NoWorkerError extends Error {
+  override readonly name = 'NoWorkerError';
+}
+
+export type LeaseOutcome = 'success' | 'failure' | 'neutral';
+
+export interface WorkerLease {
+  readonly worker: PooledWorker;
+  /** Frees the slot; `failure` counts against the worker's breaker, `neutral` (a cancellation) does not. */
+  release(outcome: LeaseOutcome): void;
+}
+
+export interface WorkerPool {
+  readonly workers: readonly PooledWorker[];
+  /**
+   * A slot on a worker serving `model`, preferring workers not in `exclude` (those already tried). Throws
+   * NoWorkerError, QueueFullError, QueueTimeoutError, or the signal's reason.
+   */
+  acquire(model: string, exclude: ReadonlySet<string>, signal: AbortSignal | undefined, maxWaitMs: number): Promise<WorkerLease>;
+  /** A client's fair wait before trying again, from the queue's length and how long jobs take. */
+  retryAfterSeconds(): number;
+  readonly queueLength: number;
+  refreshHealth(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export interface WorkerPoolOptions {
+  readonly urls: readonly string[];
+  readonly healthIntervalMs: number;
+  readonly healthTimeoutMs: number;
+  readonly queueMax: number;
+  readonly breaker: { readonly failureThreshold: number; readonly cooldownMs: number };
+  readonly clock: () => number;
+  readonly random: () => number;
+  readonly logger: Pick<FastifyBaseLogger, 'info' | 'warn'>;
+}
+
+export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
+  const queue = createAdmissionQueue<WorkerLease>(options.queueMax);
+  // Exponentially weighted mean of job durations, for Retry-After; starts at a typical SD 1.5 job.
+  let meanJobMs = 3000;
+
+  const workers: PooledWorker[] = options.urls.map((url) => {
+    const origin = new URL(url).origin;
+    const worker: PooledWorker = {
+      id: origin,
+      url: origin,
+      http: new Pool(origin, { connections: 64, keepAliveTimeout: 30_000, pipelining: 1 }),
+      breaker: createCircuitBreaker({ ...options.breaker, clock: options.clock }),
+      health: undefined,
+      healthy: false,
+      inFlight: 0,
+      loadedHere: new Set<string>(),
+      get available() {
+        return worker.healthy && worker.breaker.canAttempt();
+      },
+      get capacity() {
+        return worker.health?.maxConcurrency ?? 1;
+      },
+      serves: (model) => worker.health?.models.some((served) => served.air === model) ?? false,
+      hasLoaded: (model) => worker.loadedHere.has(model) || (worker.health?.models.some((served) => served.air === model && served.loaded) ?? false),
+    };
+    return worker;
+  });
+
+  function claim(model: string, exclude: ReadonlySet<string>): Claim<WorkerLease> {
+    let selection = selectWorker(workers, model, exclude, options.random);
+    // Every eligible worker was tried already: trying one again beats giving up.
+    if (selection.kind === 'none' && exclude.size > 0) selection = selectWorker(workers, model, new Set(), options.random);
+    if (selection.kind === 'none') {
+      return { kind: 'fail', error: new NoWorkerError(`no healthy worker serves model "${model}"`) };
+    }
+    if (selection.kind === 'full') return { kind: 'wait' };
+    const worker = selection.worker;
+    worker.inFlight++;
+    worker.breaker.onAttempt();
+    const started = options.clock();
+    let released = false;
+    return {
+      kind: 'taken',
+      value: {
+        worker,
+        release(outcome) {
+          if (released) return;
+          released = true;
+          worker.inFlight--;
+          if (outcome === 'success') {
+            worker.breaker.onSuccess();
+            worker.loadedHere.add(model);
+            meanJobMs = 0.9 * meanJobMs + 0.1 * (options.clock() - started);
+          } else if (outcome === 'failure') {
+            const wasOpen = worker.breaker.state() !== 'closed';
+            worker.breaker.onFailure();
+            if (!wasOpen && worker.breaker.state() !== 'closed') options.logger.warn({ worker: worker.url }, 'worker breaker opened after repeated failures');
+          }
+          queue.pump();
+        },
+      },
+    };
+  }
+
+  async function checkHealth(worker: PooledWorker): Promise<void> {
+    const wasHealthy = worker.healthy;
+    try {
+      const response = await worker.http.request({
+        path: '/v1/health',
+        method: 'GET',
+        headersTimeout: options.healthTimeoutMs,
+        bodyTimeout: options.healthTimeoutMs,
+        signal: AbortSignal.timeout(options.healthTimeoutMs),
+      });
+      const body: unknown = await response.body.json();
+      const health = response.statusCode === 200 ? workerHealthSchema.safeParse(body) : undefined;
+      worker.health = health?.success ? health.data : undefined;
+      worker.healthy = worker.health?.status === 'ready';
+      // A fresh report of what is loaded replaces our guesses.
+      if (worker.health) worker.loadedHere.clear();
+    } catch {
+      worker.healthy = false;
+    }
+    if (wasHealthy !== worker.healthy) {
+      options.logger[worker.healthy ? 'info' : 'warn']({ worker: worker.url, status: worker.health?.status ?? 'unreachable' }, worker.healthy ? 'worker is ready' : 'worker is not available');
+    }
+  }
+
+  async function refreshHealth(): Promise<void> {
+    await Promise.all(workers.map(checkHealth));
+    queue.pump();
+  }
+
+  const poller = setInterval(() => void refreshHealth(), options.healthIntervalMs);
+  poller.unref();
+  void refreshHealth();
+
+  return {
+    workers,
+    async acquire(model, exclude, signal, maxWaitMs) {
+      const first = claim(model, exclude);
+      if (first.kind === 'taken') return first.value;
+      if (first.kind === 'fail') throw first.error;
+      return queue.wait(() => claim(model, exclude), signal, maxWaitMs);
+    },
+    retryAfterSeconds() {
+      const capacity = Math.max(1, workers.filter((worker) => worker.healthy).reduce((sum, worker) => sum + worker.capacity, 0));
+      return Math.max(1, Math.ceil((meanJobMs * (queue.length + 1)) / capacity / 1000));
+    },
+    get queueLength() {
+      return queue.length;
+    },
+    refreshHealth,
+    async close() {
+      clearInterval(poller);
+      await Promise.all(workers.map((worker) => worker.http.close()));
+    },
+  };
+}

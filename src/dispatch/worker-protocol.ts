@@ -1,0 +1,116 @@
+import { z } from 'zod';
+
+/**
+ * Worker protocol v1: what the gateway and a GPU worker say to each other (DESIGN §6). These schemas are
+ * the one source of truth: the gateway validates workers' answers with them, and `npm run openapi` writes
+ * them out as openapi/worker.v1.json, the contract the reference worker is tested against.
+ *
+ * POST /v1/jobs answers with a stream of NDJSON events so that a slow first byte (a worker that accepted
+ * nothing) and a slow total (a long generation) are told apart: `accepted` comes at once, `progress` lines
+ * may follow (and keep the connection alive), then exactly one `result` or `error` ends the stream.
+ */
+
+export const WORKER_PROTOCOL_VERSION = 'clipgate-worker/1';
+
+/** Families a worker can inject embeddings for. Base models may be of any family a worker serves. */
+const embeddingFamily = z.enum(['sd1', 'sdxl']);
+const modelFamily = z.string().min(1).meta({ description: 'Architecture family, e.g. `sd1`, `sdxl`, `flux`.' });
+const seedText = z.string().regex(/^\d{1,20}$/).meta({ description: 'Unsigned 64-bit seed as a decimal string (JSON numbers lose precision above 2^53).' });
+
+export const workerErrorSchema = z
+  .object({
+    code: z.string().meta({ description: 'Stable machine-readable code, e.g. `busy`, `unknownModel`, `embeddingShapeMismatch`, `cancelled`, `internal`.' }),
+    message: z.string(),
+    retryable: z.boolean().meta({ description: 'True when the same job may succeed on another worker or later.' }),
+  })
+  ;
+
+export const workerErrorBodySchema = z.object({ error: workerErrorSchema });
+
+export const workerHealthSchema = z
+  .object({
+    protocol: z.literal(WORKER_PROTOCOL_VERSION),
+    status: z.enum(['ready', 'starting', 'draining']),
+    families: z.array(modelFamily),
+    models: z.array(
+      z.object({
+        air: z.string(),
+        family: modelFamily,
+        loaded: z.boolean().meta({ description: 'Weights are on the GPU now: a job for it starts without a model swap.' }),
+      }),
+    ),
+    maxConcurrency: z.int().min(1).meta({ description: 'Jobs the worker runs or queues at once; more are refused with 429 `busy`.' }),
+    load: z.object({ running: z.int().min(0), queued: z.int().min(0) }),
+  })
+  ;
+
+export const jobEmbeddingSchema = z
+  .object({
+    air: z.string(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/).meta({ description: 'SHA-256 of the canonical safetensors file at `url`.' }),
+    url: z.url().meta({ description: 'Where the canonical safetensors file is served (the gateway).' }),
+    weight: z.number().min(0).max(4).meta({ description: 'Emphasis, always positive; the sign of the client weight became `placement`.' }),
+    placement: z.enum(['positive', 'negative']),
+    vectors: z.int().min(1).max(75),
+    family: embeddingFamily,
+  })
+  ;
+
+export const jobRequestSchema = z
+  .object({
+    jobId: z.string().min(1).max(128).meta({ description: 'Idempotency key: a job id seen before is not run twice.' }),
+    model: z.object({ air: z.string(), family: modelFamily }),
+    positivePrompt: z.string(),
+    negativePrompt: z.string(),
+    width: z.int().min(128).max(2048),
+    height: z.int().min(128).max(2048),
+    steps: z.int().min(1).max(100),
+    cfgScale: z.number().min(0).max(30),
+    seed: seedText,
+    scheduler: z.string(),
+    clipSkip: z.int().min(0).max(2),
+    numberResults: z.int().min(1).max(20).meta({ description: 'Image i uses seed + i (mod 2^64).' }),
+    outputFormat: z.enum(['PNG', 'JPG', 'WEBP']),
+    embeddings: z.array(jobEmbeddingSchema),
+  })
+  ;
+
+export const jobImageSchema = z
+  .object({
+    imageUUID: z.uuid(),
+    seed: seedText,
+    format: z.enum(['PNG', 'JPG', 'WEBP']),
+    data: z.base64().meta({ description: 'The encoded image, base64.' }),
+  })
+  ;
+
+export const jobTimingsSchema = z
+  .object({
+    queueMs: z.number().min(0),
+    embeddingMs: z.number().min(0),
+    inferenceMs: z.number().min(0),
+    totalMs: z.number().min(0),
+  })
+  ;
+
+export const jobEventSchema = z
+  .discriminatedUnion('event', [
+    z.object({ event: z.literal('accepted'), jobId: z.string() }),
+    z.object({ event: z.literal('progress'), jobId: z.string(), step: z.int().min(0), steps: z.int().min(1) }),
+    z.object({
+      event: z.literal('result'),
+      jobId: z.string(),
+      images: z.array(jobImageSchema).min(1),
+      timings: jobTimingsSchema,
+      warnings: z.array(z.string()).optional(),
+    }),
+    z.object({ event: z.literal('error'), jobId: z.string(), error: workerErrorSchema }),
+  ])
+  ;
+
+export type WorkerHealth = z.output<typeof workerHealthSchema>;
+export type JobRequest = z.output<typeof jobRequestSchema>;
+export type JobEmbedding = z.output<typeof jobEmbeddingSchema>;
+export type JobImage = z.output<typeof jobImageSchema>;
+export type JobEvent = z.output<typeof jobEventSchema>;
+export type WorkerError = z.output<typeof workerErrorSchema>;

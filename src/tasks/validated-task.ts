@@ -1,0 +1,12 @@
+import type { Air } from '../models/air.js';
+import type { ModelRecord } from '../models/model-record.js';
+import type { ImageInferenceTask } from './image-inference-schema.js';
+
+/** A task that passed validation, with what its AIRs resolved to: all the dispatcher needs. */
+export interface ValidatedTask {
+  readonly task: ImageInferenceTask;
+  /** Position in the request, for errors. */
+  readonly index: number;
+  readonly model: ModelRecord;
+  readonly embeddings: readonly { readonly air: Air; readonly weight: number; readonly record: ModelRecord }[];
+}
