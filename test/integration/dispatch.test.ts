@@ -1,0 +1,267 @@
+import { randomUUID } from 'node:crypto';
+import { request } from 'undici';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { kohyaSafetensorsFile, randomVectors } from '../support/embedding-fixtures.js';
+import { startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
+import { startFakeWorker, type FakeWorker } from '../support/fake-worker.js';
+import { startGateway, until, type TestGateway } from '../support/gateway.js';
+
+const SD15 = 'civitai:4384@128713';
+const SDXL = 'civitai:101055@128078';
+
+let registry: FakeRegistry;
+const workers: FakeWorker[] = [];
+const gateways: TestGateway[] = [];
+
+beforeAll(async () => {
+  registry = await startFakeRegistry();
+  registry.addModelVersion({ modelId: 7808, versionId: 9208, type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'easynegative.safetensors', bytes: kohyaSafetensorsFile(randomVectors(8, 768, 1), 8, 768) }] });
+  registry.addModelVersion({ modelId: 5555, versionId: 6666, type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.pt.safetensors', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 2), 2, 768) }] });
+});
+
+afterEach(async () => {
+  await Promise.all(gateways.splice(0).map((gateway) => gateway.close()));
+  await Promise.all(workers.splice(0).map((worker) => worker.close()));
+});
+
+afterAll(async () => {
+  await registry.close();
+});
+
+async function fleet(count: number, options: Parameters<typeof startFakeWorker>[0] = {}): Promise<FakeWorker[]> {
+  const started = await Promise.all(Array.from({ length: count }, () => startFakeWorker(options)));
+  workers.push(...started);
+  return started;
+}
+
+async function gateway(pool: FakeWorker[], extra: Record<string, string> = {}): Promise<TestGateway> {
+  const started = await startGateway({
+    CIVITAI_BASE_URL: registry.url,
+    WORKER_URLS: pool.map((worker) => worker.url).join(','),
+    WORKER_HEALTH_INTERVAL_MS: '100',
+    TASK_TIMEOUT_MS: '5000',
+    TASK_FIRST_BYTE_TIMEOUT_MS: '1000',
+    ...extra,
+  });
+  gateways.push(started);
+  await until(() => started.dispatch.pool?.workers.every((worker) => worker.healthy) ?? false);
+  return started;
+}
+
+function task(overrides: Record<string, unknown> = {}) {
+  return { taskType: 'imageInference', taskUUID: randomUUID(), positivePrompt: 'a lighthouse at dusk', model: SD15, width: 512, height: 512, ...overrides };
+}
+
+interface Body {
+  data: { taskUUID: string; imageUUID: string; seed: number | string; imageURL?: string; imageBase64Data?: string; imageDataURI?: string; cost?: number }[];
+  errors: { code: string; taskUUID?: string; message: string; retryable: boolean; retryAfter?: number; queuePosition?: number }[];
+}
+
+async function post(app: TestGateway['app'], tasks: unknown[]) {
+  const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(tasks) });
+  return { status: response.statusCode, body: response.json<Body>(), headers: response.headers, raw: response.body };
+}
+
+describe('dispatch to GPU workers', () => {
+  it('turns a task with two embeddings into images, sending the worker resolved files and placements', async () => {
+    const [worker] = await fleet(1);
+    const { app } = await gateway([worker!], { PUBLIC_BASE_URL: 'http://gateway.test:8080' });
+    const sent = task({
+      numberResults: 2,
+      outputType: 'base64Data',
+      outputFormat: 'PNG',
+      negativePrompt: 'blurry',
+      embeddings: [
+        { model: 'civitai:5555@6666', weight: 0.7 },
+        { model: 'civitai:7808@9208', weight: -1.5 },
+      ],
+    });
+    const payload = JSON.stringify([sent]).replace('"width"', '"seed":18446744073709551615,"width"');
+    const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload });
+    expect(response.statusCode).toBe(200);
+    expect(response.body).toContain('"seed":"18446744073709551615"');
+    const body = response.json<Body>();
+    expect(body.errors).toEqual([]);
+    expect(body.data.map((image) => image.seed)).toEqual(['18446744073709551615', 0]);
+    for (const image of body.data) {
+      expect(image.taskUUID).toBe(sent.taskUUID);
+      expect(Buffer.from(image.imageBase64Data ?? '', 'base64').subarray(1, 4).toString()).toBe('PNG');
+    }
+
+    const job = worker!.receivedJobs.at(-1);
+    expect(job).toMatchObject({ jobId: sent.taskUUID, model: { air: SD15, family: 'sd1' }, negativePrompt: 'blurry', numberResults: 2, seed: '18446744073709551615', cfgScale: 7 });
+    expect(job?.embeddings).toEqual([
+      expect.objectContaining({ air: 'civitai:5555@6666', weight: 0.7, placement: 'positive', vectors: 2, family: 'sd1' }),
+      expect.objectContaining({ air: 'civitai:7808@9208', weight: 1.5, placement: 'negative', vectors: 8, family: 'sd1' }),
+    ]);
+    // The URL a worker gets is the gateway's own, and the file behind it is the canonical copy.
+    const embedding = job?.embeddings[1];
+    expect(embedding?.url).toBe(`http://gateway.test:8080/v1/embeddings/${embedding?.sha256}.safetensors`);
+    const file = await app.inject({ method: 'GET', url: `/v1/embeddings/${embedding?.sha256}.safetensors` });
+    expect(file.statusCode).toBe(200);
+  });
+
+  it('delivers images as data URIs and as URLs served by the gateway, with cost when asked', async () => {
+    const [worker] = await fleet(1);
+    const { app } = await gateway([worker!]);
+    const { body } = await post(app, [
+      task({ outputType: 'dataURI', outputFormat: 'WEBP' }),
+      task({ outputType: 'URL', outputFormat: 'JPG', includeCost: true, steps: 10 }),
+    ]);
+    expect(body.errors).toEqual([]);
+    const [dataUri, url] = [body.data.find((image) => image.imageDataURI), body.data.find((image) => image.imageURL)];
+    expect(dataUri?.imageDataURI).toMatch(/^data:image\/webp;base64,/);
+    expect(url?.cost).toBeCloseTo((512 * 512 * 10 * 0.0001) / 1e6, 7);
+    const image = await app.inject({ method: 'GET', url: new URL(url?.imageURL ?? '').pathname });
+    expect(image.statusCode).toBe(200);
+    expect(image.headers['content-type']).toBe('image/jpeg');
+    expect(image.rawPayload.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
+    expect((await app.inject({ method: 'GET', url: '/v1/images/../../etc/passwd' })).statusCode).toBe(404);
+  });
+
+  it('names the model when no worker serves it', async () => {
+    const [worker] = await fleet(1);
+    const { app } = await gateway([worker!]);
+    const { status, body } = await post(app, [task({ model: 'runware:101@1' })]);
+    expect(status).toBe(503);
+    expect(body.errors[0]).toMatchObject({ code: 'noAvailableWorker', retryable: true, message: expect.stringContaining('runware:101@1') });
+  });
+
+  it("reports a worker's refusal of the task as the task's error, without retrying elsewhere", async () => {
+    const pool = await fleet(3);
+    for (const worker of pool) worker.setBehaviour({ errorEvent: { code: 'embeddingShapeMismatch', message: 'clip_l is 1024 wide', retryable: false } });
+    const { app } = await gateway(pool);
+    const { status, body } = await post(app, [task()]);
+    expect(status).toBe(422);
+    expect(body.errors[0]).toMatchObject({ code: 'workerRejectedTask', retryable: false, message: expect.stringContaining('embeddingShapeMismatch') });
+    expect(pool.reduce((sum, worker) => sum + worker.stats.jobs(), 0)).toBe(1);
+  });
+
+  it('retries a crashed job on another worker and still answers once', async () => {
+    const pool = await fleet(2);
+    pool[0]!.setBehaviour({ crashAfterAccept: true });
+    const { app } = await gateway(pool, { BREAKER_FAILURE_THRESHOLD: '100' });
+    const tasks = Array.from({ length: 10 }, () => task());
+    const { status, body } = await post(app, tasks);
+    expect(status).toBe(200);
+    expect(body.errors).toEqual([]);
+    expect(body.data.map((image) => image.taskUUID).sort()).toEqual(tasks.map((t) => t.taskUUID).sort());
+  });
+
+  it('loses no task when a worker is killed during a load of 300 tasks', async () => {
+    const pool = await fleet(3, { maxConcurrency: 8 });
+    for (const worker of pool) worker.setBehaviour({ latencyMs: 40 });
+    // Generous deadlines: this test is about failures, not about a loaded CI machine's latency.
+    const { app } = await gateway(pool, { QUEUE_MAX: '1000', QUEUE_WAIT_MS: '30000', TASK_TIMEOUT_MS: '30000', TASK_FIRST_BYTE_TIMEOUT_MS: '10000' });
+    const tasks = Array.from({ length: 300 }, () => task());
+    const requests = Array.from({ length: 30 }, (_, index) => post(app, tasks.slice(index * 10, index * 10 + 10)));
+    await until(() => pool[0]!.stats.accepted() >= 10);
+    await pool[0]!.kill();
+    const answers = await Promise.all(requests);
+
+    const outcomes = new Map<string, number>();
+    for (const { body } of answers) {
+      for (const image of body.data) outcomes.set(image.taskUUID, (outcomes.get(image.taskUUID) ?? 0) + 1);
+      for (const error of body.errors) {
+        expect(error.retryable).toBe(true);
+        outcomes.set(error.taskUUID ?? '', (outcomes.get(error.taskUUID ?? '') ?? 0) + 1);
+      }
+    }
+    // Every task answered exactly once: one image (numberResults 1) or one retryable error.
+    expect([...outcomes.keys()].sort()).toEqual(tasks.map((t) => t.taskUUID).sort());
+    expect([...outcomes.values()].every((count) => count === 1)).toBe(true);
+    const succeeded = answers.reduce((sum, { body }) => sum + body.data.length, 0);
+    const failures = answers.flatMap(({ body }) => body.errors.map((error) => `${error.code}: ${error.message}`));
+    expect(succeeded, failures.slice(0, 5).join('\n')).toBeGreaterThanOrEqual(290);
+  });
+
+  it('answers a saturated pool with 429/503 and Retry-After instead of queueing without bound', async () => {
+    const pool = await fleet(2, { maxConcurrency: 1 });
+    for (const worker of pool) worker.setBehaviour({ latencyMs: 400 });
+    const gatewayUnderTest = await gateway(pool, { QUEUE_MAX: '3', QUEUE_WAIT_MS: '300' });
+    let longestQueue = 0;
+    const sampler = setInterval(() => (longestQueue = Math.max(longestQueue, gatewayUnderTest.dispatch.pool?.queueLength ?? 0)), 5);
+    const answers = await Promise.all(Array.from({ length: 20 }, () => post(gatewayUnderTest.app, [task()])));
+    clearInterval(sampler);
+
+    const byCode = (code: string) => answers.filter((answer) => answer.body.errors[0]?.code === code);
+    expect(answers.filter((answer) => answer.status === 200).length).toBeGreaterThanOrEqual(2);
+    expect(byCode('queueFull').length).toBeGreaterThan(0);
+    expect(byCode('queueTimeout').length).toBeGreaterThan(0);
+    for (const answer of byCode('queueFull')) {
+      expect(answer.status).toBe(429);
+      expect(Number(answer.headers['retry-after'])).toBeGreaterThanOrEqual(1);
+      expect(answer.body.errors[0]).toMatchObject({ retryable: true, queuePosition: 4 });
+    }
+    for (const answer of byCode('queueTimeout')) {
+      expect(answer.status).toBe(503);
+      expect(answer.headers['retry-after']).toBeDefined();
+    }
+    expect(longestQueue).toBeLessThanOrEqual(3);
+  });
+
+  it('times out a hung worker, retries elsewhere, and opens its breaker', async () => {
+    const pool = await fleet(2);
+    pool[0]!.setBehaviour({ hang: true });
+    const gatewayUnderTest = await gateway(pool, { TASK_FIRST_BYTE_TIMEOUT_MS: '200', BREAKER_FAILURE_THRESHOLD: '2', BREAKER_COOLDOWN_MS: '60000' });
+    for (let index = 0; index < 12; index++) {
+      const { status } = await post(gatewayUnderTest.app, [task()]);
+      expect(status).toBe(200);
+    }
+    const hung = gatewayUnderTest.dispatch.pool?.workers.find((worker) => worker.url === pool[0]!.url);
+    expect(hung?.breaker.state()).toBe('open');
+    expect(pool[0]!.stats.jobs()).toBe(2);
+    // The hung jobs were cancelled on the worker, freeing its slots.
+    expect(pool[0]!.stats.cancels().length).toBe(2);
+  });
+
+  it('answers timeoutWorker (504) when the only worker never accepts', async () => {
+    const [worker] = await fleet(1);
+    worker!.setBehaviour({ hang: true });
+    const { app } = await gateway([worker!], { TASK_FIRST_BYTE_TIMEOUT_MS: '150', DISPATCH_MAX_ATTEMPTS: '2' });
+    const { status, body } = await post(app, [task()]);
+    expect(status).toBe(504);
+    expect(body.errors[0]).toMatchObject({ code: 'timeoutWorker', retryable: true });
+  });
+
+  it('answers workerFailed (502) when every attempt fails, never a fake success', async () => {
+    const pool = await fleet(2);
+    for (const worker of pool) worker.setBehaviour({ failureRate: 1 });
+    const { app } = await gateway(pool, { BREAKER_FAILURE_THRESHOLD: '100' });
+    const { status, body } = await post(app, [task()]);
+    expect(status).toBe(502);
+    expect(body.data).toEqual([]);
+    expect(body.errors[0]).toMatchObject({ code: 'workerFailed', retryable: true });
+  });
+
+  it('prefers the worker that has the model loaded', async () => {
+    const pool = await fleet(3, { models: [{ air: SD15, family: 'sd1', loaded: false }, { air: SDXL, family: 'sdxl', loaded: false }] });
+    pool[1]!.setModelLoaded(SDXL, true);
+    const { app } = await gateway(pool);
+    await until(() => true);
+    for (let index = 0; index < 30; index++) await post(app, [task({ model: SDXL, width: 1024, height: 1024 })]);
+    const jobs = pool.map((worker) => worker.stats.jobs());
+    expect(jobs[1]).toBe(30);
+  });
+
+  it('cancels the job on the worker when the client disconnects', async () => {
+    const [worker] = await fleet(1);
+    worker!.setBehaviour({ latencyMs: 5000 });
+    const started = await gateway([worker!]);
+    const address = await started.app.listen({ port: 0, host: '127.0.0.1' });
+    const sent = task();
+    const client = new AbortController();
+    const pending = request(`${address}/v1/tasks`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify([sent]),
+      signal: client.signal,
+    }).catch(() => undefined);
+    await until(() => worker!.stats.accepted() === 1);
+    client.abort();
+    await pending;
+    await until(() => worker!.stats.cancels().includes(sent.taskUUID));
+    await until(() => worker!.stats.running() === 0);
+    await until(() => started.dispatch.pool?.workers[0]?.inFlight === 0);
+  });
+});

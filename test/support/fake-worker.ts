@@ -1,0 +1,486 @@
+import { randomUUID } from 'node:crypto';
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import {
+  jobRequestSchema,
+  WORKER_PROTOCOL_VERSION,
+  type JobEvent,
+  type JobImage,
+  type JobRequest,
+  type WorkerError,
+  type WorkerHealth,
+} from '../../src/dispatch/worker-protocol.js';
+import { tinyImage } from './tiny-images.js';
+
+/**
+ * A GPU worker on loopback that speaks worker protocol v1 (src/dispatch/worker-protocol.ts) without a GPU:
+ * real HTTP and real NDJSON streams, so the gateway's dispatcher runs its real sockets, deadlines, retries
+ * and cancellations against it. Its answers carry real (tiny) images of the asked format, and its faults
+ * — slow first byte, slow total, refusals, hangs, crashes mid-stream, death of the whole process — are
+ * switched on by setBehaviour.
+ *
+ * Lean on purpose, since benchmarks load it: logs and counters are bounded, and every timer belongs to a
+ * running job, so ending the jobs (close, kill, cancel, a client that hangs up) leaves none behind.
+ */
+
+type Family = WorkerHealth['families'][number];
+
+export interface FakeWorkerModel {
+  air: string;
+  family: Family;
+  /** Default false. */
+  loaded?: boolean;
+}
+
+export interface FakeWorkerOptions {
+  /** Default: SD 1.5 (`civitai:4384@128713`, loaded) and an SDXL model (`civitai:101055@128078`, not loaded). */
+  models?: FakeWorkerModel[];
+  /** Default 4. */
+  maxConcurrency?: number;
+  /** Default 0 (a free port); restart() reuses the port the first listen got. */
+  port?: number;
+  /** Draws in [0, 1) for failureRate; default a generator with a fixed seed, so runs repeat. */
+  random?: () => number;
+}
+
+export interface FakeWorkerBehaviour {
+  /** Before an admitted job's response headers and `accepted` line (a slow first byte); the job holds its slot meanwhile. */
+  acceptDelayMs: number;
+  /** From `accepted` to the last event. */
+  latencyMs: number;
+  /** A progress line this often between `accepted` and the end; 0 for none. */
+  progressEveryMs: number;
+  /** 0..1: share of admitted jobs answered failStatus `internal` (retryable) instead of `accepted`, after acceptDelayMs. */
+  failureRate: number;
+  /** Default 500. */
+  failStatus: number;
+  /** POST /v1/jobs is read and never answered (until the client gives up or the worker closes). */
+  hang: boolean;
+  /** `accepted`, then nothing until the job is cancelled or the connection closes. */
+  hangAfterAccept: boolean;
+  /** `accepted`, then the socket is destroyed. */
+  crashAfterAccept: boolean;
+  /** When set, streams end with this error event instead of `result`. */
+  errorEvent: WorkerError | undefined;
+  healthStatus: WorkerHealth['status'];
+  /** GET /v1/health answers 500. */
+  healthFails: boolean;
+}
+
+export interface FakeWorkerStats {
+  /** POST /v1/jobs received, refused, hung and invalid ones included. */
+  jobs(): number;
+  /** Jobs that got an `accepted` line. */
+  accepted(): number;
+  /** Jobs whose stream ended with `result`. */
+  completed(): number;
+  /** Valid POST /v1/jobs received with this jobId, refused ones included. */
+  jobsWithId(jobId: string): number;
+  /** jobIds of DELETE /v1/jobs/{jobId} received, running or not, oldest first (at least the last 1000). */
+  cancels(): readonly string[];
+  /** Jobs holding a slot now: admitted (accept delay included) and not yet ended. */
+  running(): number;
+  peakRunning(): number;
+  healthChecks(): number;
+}
+
+export interface FakeWorker {
+  /** `http://127.0.0.1:PORT`, the same after restart(). */
+  readonly url: string;
+  /** Jobs take the behaviour current when they arrive. An undefined value leaves a setting as it is, except errorEvent, which it clears. */
+  setBehaviour(behaviour: Partial<FakeWorkerBehaviour>): void;
+  setModelLoaded(air: string, loaded: boolean): void;
+  readonly stats: FakeWorkerStats;
+  /** Valid job requests received, oldest first (at least the last 500). */
+  readonly receivedJobs: readonly JobRequest[];
+  /** Abrupt death: close the listener and destroy every open socket mid-stream. */
+  kill(): Promise<void>;
+  /** Listen again on the same port after kill(). */
+  restart(): Promise<void>;
+  close(): Promise<void>;
+}
+
+const defaultModels: FakeWorkerModel[] = [
+  { air: 'civitai:4384@128713', family: 'sd1', loaded: true },
+  { air: 'civitai:101055@128078', family: 'sdxl', loaded: false },
+];
+
+const maxBodyBytes = 1024 * 1024;
+const keptJobs = 500;
+const keptCancels = 1000;
+/** Beyond this many distinct jobIds (a benchmark's random ids), only the total is kept. */
+const maxCountedIds = 10_000;
+const seedMask = (1n << 64n) - 1n;
+const jobPathPrefix = '/v1/jobs/';
+const ndjsonHeaders = { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' };
+
+interface RunningJob {
+  readonly request: JobRequest;
+  readonly response: ServerResponse;
+  /** The behaviour when the job arrived: a later setBehaviour does not change a job under way. */
+  readonly behaviour: Readonly<FakeWorkerBehaviour>;
+  readonly receivedAt: number;
+  acceptedAt: number;
+  readonly timers: NodeJS.Timeout[];
+}
+
+class BoundedCounter {
+  private readonly counts = new Map<string, number>();
+  private all = 0;
+
+  add(key: string): void {
+    this.all += 1;
+    const count = this.counts.get(key);
+    if (count !== undefined) this.counts.set(key, count + 1);
+    else if (this.counts.size < maxCountedIds) this.counts.set(key, 1);
+  }
+
+  get(key: string): number {
+    return this.counts.get(key) ?? 0;
+  }
+}
+
+/** Appends, and trims to the newest `keep` once twice that many piled up: amortised O(1), same array. */
+function pushBounded<T>(list: T[], item: T, keep: number): void {
+  list.push(item);
+  if (list.length > 2 * keep) list.splice(0, list.length - keep);
+}
+
+/** Mulberry32: a tiny seeded generator, enough to spread injected failures reproducibly. */
+function seededRandom(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function decodePathPart(part: string): string {
+  try {
+    return decodeURIComponent(part);
+  } catch {
+    return part;
+  }
+}
+
+function ignore(): void {}
+
+function sendJson(response: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  if (response.headersSent || response.destroyed) return;
+  const text = JSON.stringify(body);
+  response.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  response.end(text);
+}
+
+function sendError(response: ServerResponse, status: number, error: WorkerError, headers?: Record<string, string>): void {
+  sendJson(response, status, { error }, headers);
+}
+
+/** One NDJSON line; the headers go out with the first. False when the stream is gone. */
+function writeEvent(response: ServerResponse, event: JobEvent, onFlushed?: () => void): boolean {
+  if (response.destroyed || response.writableEnded) return false;
+  if (!response.headersSent) response.writeHead(200, ndjsonHeaders);
+  if (onFlushed) response.write(`${JSON.stringify(event)}\n`, onFlushed);
+  else response.write(`${JSON.stringify(event)}\n`);
+  return true;
+}
+
+function imagesOf(job: JobRequest): JobImage[] {
+  const first = BigInt(job.seed);
+  return Array.from({ length: job.numberResults }, (_, index) => {
+    const seed = (first + BigInt(index)) & seedMask;
+    return { imageUUID: randomUUID(), seed: seed.toString(), format: job.outputFormat, data: Buffer.from(tinyImage(job.outputFormat, seed)).toString('base64') };
+  });
+}
+
+function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string {
+  return error.issues
+    .slice(0, 5)
+    .map((issue) => `${issue.path.map(String).join('.') || '(body)'}: ${issue.message}`)
+    .join('; ');
+}
+
+export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<FakeWorker> {
+  const maxConcurrency = options.maxConcurrency ?? 4;
+  if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) throw new Error(`maxConcurrency must be an integer ≥ 1, got ${maxConcurrency}`);
+  const models = new Map((options.models ?? defaultModels).map((model) => [model.air, { family: model.family, loaded: model.loaded ?? false }]));
+  const random = options.random ?? seededRandom(0x5eed);
+  const behaviour: FakeWorkerBehaviour = {
+    acceptDelayMs: 0,
+    latencyMs: 0,
+    progressEveryMs: 0,
+    failureRate: 0,
+    failStatus: 500,
+    hang: false,
+    hangAfterAccept: false,
+    crashAfterAccept: false,
+    errorEvent: undefined,
+    healthStatus: 'ready',
+    healthFails: false,
+  };
+
+  const running = new Map<string, RunningJob>();
+  const receivedJobs: JobRequest[] = [];
+  const cancels: string[] = [];
+  const jobsById = new BoundedCounter();
+  let jobs = 0;
+  let accepted = 0;
+  let completed = 0;
+  let peakRunning = 0;
+  let healthChecks = 0;
+  let closed = false;
+
+  const server = createServer(handle);
+  let port = options.port ?? 0;
+  await listen();
+  const url = `http://127.0.0.1:${port}`;
+
+  async function listen(): Promise<void> {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => {
+        server.off('error', reject);
+        resolve();
+      });
+    });
+    port = (server.address() as AddressInfo).port;
+  }
+
+  function handle(request: IncomingMessage, response: ServerResponse): void {
+    // A socket that dies mid-stream must not become an unhandled 'error' event.
+    request.on('error', ignore);
+    response.on('error', ignore);
+    const path = (request.url ?? '/').split('?', 1)[0] ?? '/';
+    if (request.method === 'GET' && path === '/v1/health') {
+      request.resume();
+      answerHealth(response);
+    } else if (request.method === 'POST' && path === '/v1/jobs') {
+      jobs += 1;
+      readBody(request, response, (text) => submit(text, response));
+    } else if (request.method === 'DELETE' && path.startsWith(jobPathPrefix) && !path.includes('/', jobPathPrefix.length)) {
+      request.resume();
+      cancel(decodePathPart(path.slice(jobPathPrefix.length)), response);
+    } else {
+      request.resume();
+      sendError(response, 404, { code: 'notFound', message: `No endpoint answers ${request.method ?? '?'} ${path}.`, retryable: false });
+    }
+  }
+
+  function answerHealth(response: ServerResponse): void {
+    healthChecks += 1;
+    if (behaviour.healthFails) {
+      sendError(response, 500, { code: 'internal', message: 'Injected health failure.', retryable: true });
+      return;
+    }
+    const served = [...models].map(([air, model]) => ({ air, family: model.family, loaded: model.loaded }));
+    const health: WorkerHealth = {
+      protocol: WORKER_PROTOCOL_VERSION,
+      status: behaviour.healthStatus,
+      families: [...new Set(served.map((model) => model.family))],
+      models: served,
+      maxConcurrency,
+      load: { running: running.size, queued: 0 },
+    };
+    sendJson(response, 200, health);
+  }
+
+  function readBody(request: IncomingMessage, response: ServerResponse, then: (text: string) => void): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let tooLarge = false;
+    request.on('data', (chunk: Buffer) => {
+      if (tooLarge) return;
+      size += chunk.length;
+      if (size <= maxBodyBytes) {
+        chunks.push(chunk);
+        return;
+      }
+      tooLarge = true;
+      chunks.length = 0;
+      sendError(response, 413, { code: 'payloadTooLarge', message: `A job body is at most ${maxBodyBytes} bytes.`, retryable: false }, { connection: 'close' });
+    });
+    request.on('end', () => {
+      if (!tooLarge) then(Buffer.concat(chunks).toString('utf8'));
+    });
+  }
+
+  function submit(text: string, response: ServerResponse): void {
+    const jobBehaviour = { ...behaviour };
+    let body: unknown;
+    let invalid: string | undefined;
+    try {
+      body = JSON.parse(text);
+    } catch {
+      invalid = 'The body is not JSON.';
+    }
+    const parsed = invalid === undefined ? jobRequestSchema.safeParse(body) : undefined;
+    if (parsed?.success) {
+      pushBounded(receivedJobs, parsed.data, keptJobs);
+      jobsById.add(parsed.data.jobId);
+    }
+    if (jobBehaviour.hang) return;
+    if (!parsed?.success) {
+      sendError(response, 400, { code: 'invalidJob', message: invalid ?? `Not a JobRequest: ${parsed ? issuesOf(parsed.error) : ''}`, retryable: false });
+      return;
+    }
+    const job = parsed.data;
+    // Refusals the job cannot fix by waiting come first, then the worker's state.
+    if (!models.has(job.model.air)) {
+      sendError(response, 422, { code: 'unknownModel', message: `This worker does not serve model "${job.model.air}".`, retryable: false });
+      return;
+    }
+    if (running.has(job.jobId)) {
+      sendError(response, 409, { code: 'duplicateJob', message: `Job "${job.jobId}" is already running here.`, retryable: false });
+      return;
+    }
+    if (jobBehaviour.healthStatus !== 'ready') {
+      sendError(response, 503, { code: 'notReady', message: `The worker is ${jobBehaviour.healthStatus}.`, retryable: true });
+      return;
+    }
+    if (running.size >= maxConcurrency) {
+      sendError(response, 429, { code: 'busy', message: `The worker runs ${running.size} of ${maxConcurrency} jobs.`, retryable: true });
+      return;
+    }
+    // Drawn at arrival, so the sequence of outcomes follows the order of requests, not of timers.
+    const fails = jobBehaviour.failureRate > 0 && random() < jobBehaviour.failureRate;
+    const runningJob: RunningJob = { request: job, response, behaviour: jobBehaviour, receivedAt: performance.now(), acceptedAt: 0, timers: [] };
+    running.set(job.jobId, runningJob);
+    peakRunning = Math.max(peakRunning, running.size);
+    // A client that hangs up (or a socket destroyed by kill) ends the job and frees its slot.
+    response.once('close', () => release(runningJob));
+    after(runningJob, jobBehaviour.acceptDelayMs, () => (fails ? failInjected(runningJob) : accept(runningJob)));
+  }
+
+  function after(job: RunningJob, delayMs: number, action: () => void): void {
+    if (delayMs <= 0) {
+      action();
+      return;
+    }
+    job.timers.push(setTimeout(action, delayMs));
+  }
+
+  /** Frees the job's slot and stops its timers; false when it had ended already. */
+  function release(job: RunningJob): boolean {
+    if (running.get(job.request.jobId) !== job) return false;
+    running.delete(job.request.jobId);
+    for (const timer of job.timers) clearTimeout(timer);
+    job.timers.length = 0;
+    return true;
+  }
+
+  /** Ends the job's stream with its last event. */
+  function end(job: RunningJob, event: JobEvent): boolean {
+    if (!release(job) || !writeEvent(job.response, event)) return false;
+    job.response.end();
+    return true;
+  }
+
+  function failInjected(job: RunningJob): void {
+    release(job);
+    sendError(job.response, job.behaviour.failStatus, { code: 'internal', message: 'Injected failure before the job was accepted.', retryable: true });
+  }
+
+  function accept(job: RunningJob): void {
+    const { jobId, steps } = job.request;
+    const { latencyMs, progressEveryMs, hangAfterAccept, crashAfterAccept } = job.behaviour;
+    // A crash waits until `accepted` is on the wire, so the client sees a stream that broke, not one that never began.
+    const crash = crashAfterAccept
+      ? () => {
+          release(job);
+          job.response.destroy();
+        }
+      : undefined;
+    if (!writeEvent(job.response, { event: 'accepted', jobId }, crash)) return;
+    job.acceptedAt = performance.now();
+    accepted += 1;
+    if (crash || hangAfterAccept) return;
+    if (progressEveryMs > 0 && latencyMs > 0) {
+      let tick = 0;
+      job.timers.push(
+        setInterval(() => {
+          tick += 1;
+          const step = Math.min(steps, Math.floor((tick * progressEveryMs * steps) / latencyMs));
+          writeEvent(job.response, { event: 'progress', jobId, step, steps });
+        }, progressEveryMs),
+      );
+    }
+    after(job, latencyMs, () => finish(job));
+  }
+
+  function finish(job: RunningJob): void {
+    const { jobId } = job.request;
+    const { errorEvent } = job.behaviour;
+    if (errorEvent) {
+      end(job, { event: 'error', jobId, error: { code: errorEvent.code, message: errorEvent.message, retryable: errorEvent.retryable } });
+      return;
+    }
+    const now = performance.now();
+    const timings = {
+      queueMs: Math.round(job.acceptedAt - job.receivedAt),
+      embeddingMs: 0,
+      inferenceMs: Math.round(now - job.acceptedAt),
+      totalMs: Math.round(now - job.receivedAt),
+    };
+    if (end(job, { event: 'result', jobId, images: imagesOf(job.request), timings })) completed += 1;
+  }
+
+  function cancel(jobId: string, response: ServerResponse): void {
+    pushBounded(cancels, jobId, keptCancels);
+    const job = running.get(jobId);
+    if (!job) {
+      sendError(response, 404, { code: 'unknownJob', message: `No job "${jobId}" is running here.`, retryable: false });
+      return;
+    }
+    end(job, { event: 'error', jobId, error: { code: 'cancelled', message: `Job "${jobId}" was cancelled by DELETE ${jobPathPrefix}{jobId}.`, retryable: false } });
+    response.writeHead(204);
+    response.end();
+  }
+
+  async function stop(): Promise<void> {
+    for (const job of [...running.values()]) release(job);
+    if (!server.listening) return;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  return {
+    url,
+    setBehaviour(update) {
+      for (const [key, value] of Object.entries(update)) {
+        if (value !== undefined || key === 'errorEvent') Object.assign(behaviour, { [key]: value });
+      }
+    },
+    setModelLoaded(air, loaded) {
+      const model = models.get(air);
+      if (!model) throw new Error(`The fake worker does not serve "${air}"; it serves ${[...models.keys()].join(', ')}.`);
+      model.loaded = loaded;
+    },
+    stats: {
+      jobs: () => jobs,
+      accepted: () => accepted,
+      completed: () => completed,
+      jobsWithId: (jobId) => jobsById.get(jobId),
+      cancels: () => cancels,
+      running: () => running.size,
+      peakRunning: () => peakRunning,
+      healthChecks: () => healthChecks,
+    },
+    receivedJobs,
+    kill: stop,
+    async restart() {
+      if (closed) throw new Error('The fake worker was closed; start a new one.');
+      if (server.listening) throw new Error('The fake worker is running; kill() it before restart().');
+      await listen();
+    },
+    async close() {
+      closed = true;
+      await stop();
+    },
+  };
+}
