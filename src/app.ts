@@ -2,6 +2,7 @@ import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { createApiKeyCheck } from './api/auth.js';
 import { installErrorHandling } from './api/error-handler.js';
+import { sendError } from './api/send-error.js';
 import { parseJsonBody } from './api/json-body.js';
 import { registerOpenApi } from './api/plugins/openapi.js';
 import { requestIdOf } from './api/request-id.js';
@@ -11,6 +12,7 @@ import { imageRoutes } from './api/routes/images.js';
 import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import type { Config } from './config.js';
+import { createError } from './errors.js';
 import type { Dispatcher } from './dispatch/dispatcher.js';
 import type { ImageStore } from './dispatch/image-store.js';
 import type { ContentStore } from './embeddings/content-store.js';
@@ -38,6 +40,13 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
     logger: loggerOptions(config.logLevel, dependencies.logStream),
     bodyLimit: config.limits.bodyLimitBytes,
     genReqId: requestIdOf,
+    // AIRs travel in paths (GET /v1/models/{air}); with percent-encoding they exceed the router's default.
+    routerOptions: { maxParamLength: 1024 },
+    // Requests Fastify refuses before routing (a malformed URL) still answer in the documented shape.
+    frameworkErrors: (error, request, reply) => {
+      reply.header('x-request-id', request.id);
+      sendError(reply, createError('invalidUrl', `The request URL cannot be read (${error.code}); check its percent-encoding.`));
+    },
     logController: new LogController({
       requestIdLogLabel: 'requestId',
       // Probes arrive every few seconds from load balancers; logging each would drown the real traffic.

@@ -1,6 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
+import { MAX_EMBEDDINGS_CEILING } from './tasks/image-inference-schema.js';
 
 /**
  * Environment → typed configuration (DESIGN §8). Every variable is validated here, and a bad one stops
@@ -52,7 +53,7 @@ const environmentSchema = z.object({
   IMAGE_STORE_DIR: z.string().min(1).optional(),
   COST_PER_MEGAPIXEL_STEP: z.coerce.number().min(0).max(1000).default(0.0001),
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
-  MAX_EMBEDDINGS_PER_TASK: positiveInt(10, 100),
+  MAX_EMBEDDINGS_PER_TASK: positiveInt(10, MAX_EMBEDDINGS_CEILING),
   BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
 });
 
@@ -136,8 +137,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     embeddingMaxBytes: values.EMBEDDING_MAX_BYTES,
     modelCache: {
       ttlSeconds: values.MODEL_CACHE_TTL_SECONDS,
-      // A stale window shorter than the fresh one would mean no stale serving at all; keep it at least as long.
-      staleSeconds: Math.max(values.MODEL_CACHE_STALE_SECONDS, values.MODEL_CACHE_TTL_SECONDS),
+      staleSeconds: values.MODEL_CACHE_STALE_SECONDS,
       negativeTtlSeconds: values.MODEL_CACHE_NEGATIVE_TTL_SECONDS,
     },
     publicBaseUrl: (values.PUBLIC_BASE_URL ?? `http://127.0.0.1:${values.PORT}`).replace(/\/+$/, ''),

@@ -48,6 +48,11 @@ export const errorCatalogue = {
     retryable: false,
     description: 'The bearer key is not one of the configured API keys.',
   },
+  invalidUrl: {
+    status: 400,
+    retryable: false,
+    description: 'The request URL is malformed (e.g. broken percent-encoding).',
+  },
   routeNotFound: {
     status: 404,
     retryable: false,

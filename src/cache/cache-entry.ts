@@ -1,8 +1,9 @@
+import { errorCatalogue } from '../errors.js';
 import type { Resolution } from '../models/resolver.js';
 
 /**
- * A remembered resolution with its clock: fresh until `freshUntil`, then served stale (and refreshed in
- * the background) until `staleUntil`, then gone. `v` versions the stored shape: an entry written by
+ * A remembered resolution with its clock: fresh for the TTL, then served stale (and refreshed in the
+ * background) for the stale window after that, then gone. `v` versions the stored shape: an entry written by
  * another version of clipgate is ignored, never misread.
  */
 export const CACHE_SCHEMA_VERSION = 1;
@@ -24,13 +25,23 @@ export interface CacheTimes {
 }
 
 export function entryFor(resolution: Resolution, now: number, times: CacheTimes): CacheEntry {
+  const lasting = (freshMs: number, staleMs = 0): CacheEntry => ({
+    v: CACHE_SCHEMA_VERSION,
+    resolution,
+    storedAt: now,
+    freshUntil: now + freshMs,
+    staleUntil: now + freshMs + staleMs,
+  });
   switch (resolution.kind) {
     case 'found':
-      return { v: CACHE_SCHEMA_VERSION, resolution, storedAt: now, freshUntil: now + times.ttlMs, staleUntil: now + times.staleMs };
+      return lasting(times.ttlMs, times.staleMs);
     case 'unavailable':
-      return { v: CACHE_SCHEMA_VERSION, resolution, storedAt: now, freshUntil: now + times.unavailableTtlMs, staleUntil: now + times.unavailableTtlMs };
-    default:
-      return { v: CACHE_SCHEMA_VERSION, resolution, storedAt: now, freshUntil: now + times.negativeTtlMs, staleUntil: now + times.negativeTtlMs };
+      return lasting(times.unavailableTtlMs);
+    case 'rejected':
+      // A refusal a retry may clear (a checksum mismatch) is remembered as briefly as an outage.
+      return lasting(errorCatalogue[resolution.code].retryable ? times.unavailableTtlMs : times.negativeTtlMs);
+    case 'notFound':
+      return lasting(times.negativeTtlMs);
   }
 }
 

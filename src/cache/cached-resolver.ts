@@ -43,13 +43,23 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
     }
   }
 
-  /** Fetch, store and announce; a stale entry is kept, not overwritten, when the source is unavailable. */
-  async function fetchAndStore(air: Air, stale: CacheEntry | undefined, lease: Lease | undefined): Promise<Resolution> {
+  /** Fetch and store; a stale record is kept, not overwritten, when the source is unavailable. */
+  async function fetchAndStore(air: Air, stale: CacheEntry | undefined): Promise<Resolution> {
     const resolution = await fromSource(air);
-    if (resolution.kind === 'unavailable' && stale?.resolution.kind === 'found') return stale.resolution;
-    const stored = await cache.store(air.canonical, entryFor(resolution, clock(), options.times));
-    if (lease && stored) await locks?.announce(air.canonical).catch(() => undefined);
+    if (resolution.kind === 'unavailable' && stale?.resolution.kind === 'found') {
+      // Remember the failed refresh briefly, so the outage is not asked again by every request.
+      cache.rememberLocally(air.canonical, { ...stale, freshUntil: clock() + options.times.unavailableTtlMs });
+      return stale.resolution;
+    }
+    await cache.store(air.canonical, entryFor(resolution, clock(), options.times));
     return resolution;
+  }
+
+  /** A shared entry this replica may use: never an outage marker in place of the stale record it holds. */
+  function usable(entry: CacheEntry | undefined, stale: CacheEntry | undefined): CacheEntry | undefined {
+    if (!entry) return undefined;
+    if (entry.resolution.kind === 'unavailable' && stale?.resolution.kind === 'found') return undefined;
+    return entry;
   }
 
   async function acquire(key: string): Promise<Lease | 'elsewhere' | 'alone'> {
@@ -68,25 +78,27 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
     const lease = await acquire(key);
     if (lease === 'elsewhere') {
       metrics.coalescedPeer++;
-      const entry = await locks?.waitFor(key, () => cache.readShared(key), options.peerWaitMs);
+      const entry = await locks?.waitFor(key, async () => usable(await cache.readShared(key), stale), options.peerWaitMs);
       if (entry) {
         cache.rememberLocally(key, entry);
         return entry.resolution;
       }
-      // The other replica died or is very slow: its lock will expire; fetch ourselves meanwhile.
-      return fetchAndStore(air, stale, undefined);
+      // The other replica gave up or is very slow (its lock will expire): fetch ourselves.
+      return fetchAndStore(air, stale);
     }
-    if (lease === 'alone') return fetchAndStore(air, stale, undefined);
+    if (lease === 'alone') return fetchAndStore(air, stale);
     try {
       // Double-checked: another replica may have stored the result between our MGET and our lock.
-      const current = await cache.readShared(key);
+      const current = usable(await cache.readShared(key), stale);
       if (current && current.storedAt > (stale?.storedAt ?? 0)) {
         cache.rememberLocally(key, current);
         return current.resolution;
       }
-      return await fetchAndStore(air, stale, lease);
+      return await fetchAndStore(air, stale);
     } finally {
       await lease.release();
+      // Announced whatever happened: waiters read the result, or learn the lock is free and fetch.
+      await locks?.announce(key).catch(() => undefined);
     }
   }
 

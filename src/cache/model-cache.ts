@@ -58,8 +58,9 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
           rememberLocally(key, entry);
           metrics.l2Hits++;
         });
-      } catch {
+      } catch (error) {
         metrics.redisErrors++;
+        redis.noteFailure(error);
       }
       return found;
     },
@@ -68,8 +69,9 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
       if (!redis?.isUp()) return undefined;
       try {
         return usable(decodeEntry(await redis.client.get(redisKey(key))));
-      } catch {
+      } catch (error) {
         metrics.redisErrors++;
+        redis.noteFailure(error);
         return undefined;
       }
     },
@@ -83,8 +85,9 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
       try {
         await redis.client.set(redisKey(key), encodeEntry(entry), 'PX', ttl);
         return true;
-      } catch {
+      } catch (error) {
         metrics.redisErrors++;
+        redis.noteFailure(error);
         return false;
       }
     },

@@ -18,11 +18,11 @@ export interface Lease {
 export interface PeerLocks {
   /** A lease when this replica should fetch; undefined when another replica holds the lock. Throws when Redis fails. */
   tryAcquire(key: string): Promise<Lease | undefined>;
-  /** Tell waiting replicas that the result for `key` is in Redis. */
+  /** Tell waiting replicas that the holder is done with `key`: its result is in Redis, or it gave up. */
   announce(key: string): Promise<void>;
   /**
-   * Resolves with what `check` finds once another replica announced `key` (or the slow re-check finds it),
-   * or with undefined when `timeoutMs` passes first.
+   * Resolves with what `check` finds once another replica announced `key` (or the slow re-check finds it);
+   * with undefined when the lock is released without a result, or when `timeoutMs` passes first.
    */
   waitFor<T>(key: string, check: () => Promise<T | undefined>, timeoutMs: number): Promise<T | undefined>;
   close(): Promise<void>;
@@ -76,25 +76,36 @@ export function createPeerLocks(redis: RedisConnection, options: PeerLockOptions
 
     async waitFor(key, check, timeoutMs) {
       const deadline = Date.now() + timeoutMs;
-      let wake: () => void = () => undefined;
+      let woken = false;
+      let wakeNow: (() => void) | undefined;
       const listeners = wakeups.get(key) ?? new Set<() => void>();
       wakeups.set(key, listeners);
-      const listener = () => wake();
+      const listener = () => {
+        // Remembered even while a check is running, so an announcement that lands then is not lost.
+        woken = true;
+        wakeNow?.();
+      };
       listeners.add(listener);
       try {
-        // Check once after subscribing: the announcement may have come between the failed lock and now.
         for (;;) {
+          woken = false;
+          // Checked once right away: the announcement may have come between the failed lock and now.
           const found = await check().catch(() => undefined);
           if (found !== undefined) return found;
+          // The holder finished without a usable result (it failed, or kept a stale record): stop waiting.
+          const held = await redis.client.exists(lockKey(key)).catch(() => 1);
+          if (held === 0) return undefined;
           const remaining = deadline - Date.now();
           if (remaining <= 0) return undefined;
+          if (woken) continue;
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, Math.min(remaining, options.recheckMs));
-            wake = () => {
+            wakeNow = () => {
               clearTimeout(timer);
               resolve();
             };
           });
+          wakeNow = undefined;
         }
       } finally {
         listeners.delete(listener);

@@ -12,8 +12,16 @@ export interface RedisConnection {
   /** A second connection in subscriber mode; Redis allows nothing else on it. */
   readonly subscriber: Redis;
   isUp(): boolean;
+  /**
+   * Reports a failed command. A timeout means Redis is connected but not answering (overloaded, paused):
+   * it is then treated as down for a few seconds, so requests stop paying a command timeout each.
+   */
+  noteFailure(error: unknown): void;
   close(): Promise<void>;
 }
+
+/** How long a Redis that timed out is left alone before commands are tried again. */
+const SUSPEND_AFTER_TIMEOUT_MS = 5000;
 
 export interface RedisConnectionOptions {
   /** Bound on one command: a hung Redis must not hang requests. */
@@ -54,10 +62,16 @@ export function connectRedis(url: string, logger: Logger, options: RedisConnecti
   // The subscriber's own errors are the same outage seen twice; state follows the command connection.
   subscriber.on('error', () => undefined);
 
+  let suspendedUntil = 0;
   return {
     client,
     subscriber,
-    isUp: () => up && client.status === 'ready',
+    isUp: () => up && client.status === 'ready' && Date.now() >= suspendedUntil,
+    noteFailure(error) {
+      if (!(error instanceof Error) || !/timed out/i.test(error.message)) return;
+      if (Date.now() >= suspendedUntil) logger.warn('Redis is not answering in time: using in-process caches for a few seconds');
+      suspendedUntil = Date.now() + SUSPEND_AFTER_TIMEOUT_MS;
+    },
     async close() {
       client.disconnect();
       subscriber.disconnect();

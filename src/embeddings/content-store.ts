@@ -30,14 +30,17 @@ export function createContentStore(options: ContentStoreOptions): ContentStore {
     async put(sha256, bytes) {
       local.set(sha256, bytes);
       if (!redis?.isUp()) return;
-      await redis.client.set(redisKey(sha256), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'EX', options.sharedTtlSeconds).catch(() => undefined);
+      await redis.client.set(redisKey(sha256), Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), 'EX', options.sharedTtlSeconds).catch((error: unknown) => redis.noteFailure(error));
     },
 
     async get(sha256) {
       const held = local.get(sha256);
       if (held) return held;
       if (!redis?.isUp()) return undefined;
-      const bytes = await redis.client.getBuffer(redisKey(sha256)).catch(() => null);
+      const bytes = await redis.client.getBuffer(redisKey(sha256)).catch((error: unknown) => {
+        redis.noteFailure(error);
+        return null;
+      });
       if (!bytes) return undefined;
       const copy = new Uint8Array(bytes);
       local.set(sha256, copy);

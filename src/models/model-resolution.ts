@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
+import pLimit from 'p-limit';
 import type { Config } from '../config.js';
 import { createCachedResolver } from '../cache/cached-resolver.js';
 import { createModelCache } from '../cache/model-cache.js';
@@ -15,6 +16,9 @@ import type { ModelResolver } from './resolver.js';
 
 /** Keys of every shared Redis entry start with this; bump the version when their shape changes. */
 export const REDIS_NAMESPACE = 'clipgate:v1';
+
+/** Registry lookups (with their downloads) one replica runs at once. */
+const REGISTRY_CONCURRENCY = 8;
 
 export interface ModelResolution {
   readonly resolver: ModelResolver;
@@ -37,7 +41,8 @@ export function createModelResolution(
     namespace: REDIS_NAMESPACE,
     redis,
     maxLocalBytes: 256 * 1024 * 1024,
-    sharedTtlSeconds: 2 * config.modelCache.staleSeconds,
+    // Longer than any record that points at a file can be served, fresh or stale.
+    sharedTtlSeconds: config.modelCache.ttlSeconds + config.modelCache.staleSeconds + 86_400,
   });
   const catalogue = createCatalogueResolver(operatorRecords);
   const locks = redis ? createPeerLocks(redis, { namespace: REDIS_NAMESPACE, lockTtlMs: 30_000, recheckMs: 1000 }) : undefined;
@@ -50,8 +55,9 @@ export function createModelResolution(
       timeoutMs: config.registry.timeoutMs,
       maxAttempts: 3,
     });
-    const source = createRegistrySource({
+    const fetchFromRegistry = createRegistrySource({
       registry,
+      logger,
       metrics,
       clock,
       ingest: {
@@ -61,8 +67,10 @@ export function createModelResolution(
         credentials: config.registry.token ? { origin: new URL(config.registry.baseUrl).origin, token: config.registry.token } : undefined,
       },
     });
+    // However many cold AIRs arrive at once, the registry sees a few requests at a time from this replica.
+    const limit = pLimit(REGISTRY_CONCURRENCY);
     registryResolver = createCachedResolver({
-      source,
+      source: (air) => limit(() => fetchFromRegistry(air)),
       cache: createModelCache({ namespace: REDIS_NAMESPACE, redis, maxLocalEntries: 10_000, clock, metrics }),
       locks,
       times: {

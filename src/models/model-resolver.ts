@@ -18,7 +18,11 @@ export function createModelResolver(catalogue: ModelResolver, registry: ModelRes
       if (needRegistry.length === 0) return known;
       const fetched = await registry.resolveMany(needRegistry);
       const merged = new Map<string, Resolution>(known);
-      for (const [key, resolution] of fetched) merged.set(key, resolution);
+      for (const [key, resolution] of fetched) {
+        // An embedding the operator listed, which the registry does not have, stays what the operator said.
+        if (resolution.kind === 'notFound' && known.get(key)?.kind === 'found') continue;
+        merged.set(key, resolution);
+      }
       return merged;
     },
   };

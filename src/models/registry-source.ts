@@ -1,3 +1,4 @@
+import type { FastifyBaseLogger } from 'fastify';
 import type { ResolutionMetrics } from '../cache/resolution-metrics.js';
 import type { ResolutionSource } from '../cache/cached-resolver.js';
 import { EmbeddingRejected, EmbeddingUnavailable, ingestEmbedding, type IngestDependencies } from '../embeddings/ingest-embedding.js';
@@ -11,6 +12,8 @@ import type { ModelRecord } from './model-record.js';
  */
 export interface RegistrySourceDependencies {
   readonly registry: CivitaiRegistry;
+  /** Operator-facing details (tokens, URLs) go here, never into a client's error. */
+  readonly logger: Pick<FastifyBaseLogger, 'warn'>;
   readonly ingest: Omit<IngestDependencies, 'onDownload'>;
   readonly metrics: ResolutionMetrics;
   readonly clock: () => number;
@@ -19,7 +22,8 @@ export interface RegistrySourceDependencies {
 export function createRegistrySource(dependencies: RegistrySourceDependencies): ResolutionSource {
   const { registry, metrics } = dependencies;
   return async (air) => {
-    if (air.source !== 'civitai') return { kind: 'notFound' };
+    // Civitai ids are numbers: anything else cannot exist there, and is not worth a registry call.
+    if (air.source !== 'civitai' || !/^\d{1,12}$/.test(air.id) || !/^\d{1,12}$/.test(air.version)) return { kind: 'notFound' };
 
     metrics.registryCalls++;
     let lookup;
@@ -28,7 +32,12 @@ export function createRegistrySource(dependencies: RegistrySourceDependencies): 
     } catch (error) {
       if (!(error instanceof RegistryUnavailableError)) throw error;
       metrics.registryFailures++;
-      return { kind: 'unavailable', message: error.message };
+      dependencies.logger.warn({ air: air.canonical, problem: error.problem, status: error.status, err: error.message }, 'registry lookup failed');
+      if (error.problem === 'rejected') {
+        // The registry refused this lookup itself (a 4xx): asking again will not change its mind.
+        return { kind: 'rejected', code: 'unknownModel', message: `the model registry refused to look it up (HTTP ${error.status ?? '4xx'}).` };
+      }
+      return { kind: 'unavailable', message: `the model registry is not answering (${error.problem === 'unauthorized' ? 'it refused the gateway\'s credentials' : 'unreachable, overloaded or answering errors'}).` };
     }
     if (lookup.kind === 'notFound') return { kind: 'notFound' };
 

@@ -42,6 +42,8 @@ const dimension = (name: string) =>
 const prompt = z.string().min(1).max(3000);
 
 export const MAX_LORAS_PER_TASK = 10;
+/** The most MAX_EMBEDDINGS_PER_TASK may be set to; the schema refuses longer lists before anything else. */
+export const MAX_EMBEDDINGS_CEILING = 100;
 
 export const imageInferenceFields = {
   taskType: z.literal('imageInference'),
@@ -63,7 +65,7 @@ export const imageInferenceFields = {
   webhookURL: z.url({ protocol: /^https?$/ }).max(2048).optional(),
   includeCost: z.boolean().default(false),
   lora: z.array(loraEntrySchema).max(MAX_LORAS_PER_TASK).default([]),
-  embeddings: z.array(embeddingEntrySchema).default([]).meta({
+  embeddings: z.array(embeddingEntrySchema).max(MAX_EMBEDDINGS_CEILING).default([]).meta({
     description:
       'Textual inversions to inject into the CLIP text encoder(s). Only SD 1.x and SDXL base models take them; the count limit is MAX_EMBEDDINGS_PER_TASK.',
   }),

@@ -8,6 +8,7 @@ import {
   imageInferenceFields,
   imageInferenceSchema,
   loraEntrySchema,
+  MAX_LORAS_PER_TASK,
   type ImageInferenceTask,
 } from './image-inference-schema.js';
 import { checkModelUse, type ModelUse, type RuleLimits } from './model-rules.js';
@@ -51,7 +52,7 @@ interface Inspection {
 }
 
 export async function validateTasks(tasks: readonly unknown[], dependencies: ValidationDependencies): Promise<TaskVerdict[]> {
-  const inspections = tasks.map(inspectStructure);
+  const inspections = tasks.map((task, index) => inspectStructure(task, index, dependencies.limits));
   flagDuplicateTaskUUIDs(inspections);
 
   const airs = new Map<string, Air>();
@@ -91,7 +92,7 @@ function withRecords(task: ImageInferenceTask, index: number, resolutions: Reado
   return { task, index, model, embeddings: embeddings.flatMap(({ air, weight, record }) => (record ? [{ air, weight, record }] : [])) };
 }
 
-function inspectStructure(raw: unknown, index: number): Inspection {
+function inspectStructure(raw: unknown, index: number, limits: RuleLimits): Inspection {
   if (!isPlainObject(raw)) {
     const details = { taskIndex: index };
     const error = createError('invalidTask', `task ${index} must be a JSON object with taskType and taskUUID; got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}.`, details);
@@ -118,10 +119,18 @@ function inspectStructure(raw: unknown, index: number): Inspection {
 
   const result = imageInferenceSchema.safeParse(raw);
   if (result.success) {
-    return { index, taskUUID, taskType, details, errors: [], parsed: result.data, use: useOfParsed(result.data) };
+    return { index, taskUUID, taskType, details, errors: [], parsed: result.data, use: bounded(useOfParsed(result.data), limits) };
   }
   const errors = issuesToErrors(result.error.issues, { input: raw, knownKeys, details });
-  return { index, taskUUID, taskType, details, errors, parsed: undefined, use: useOfRaw(raw) };
+  return { index, taskUUID, taskType, details, errors, parsed: undefined, use: bounded(useOfRaw(raw), limits) };
+}
+
+/**
+ * Only as many embeddings and LoRAs as a task may carry are resolved: a task with thousands of entries is
+ * refused for its count, not allowed to make the gateway look each one up at the registry.
+ */
+function bounded(use: ModelUse, limits: RuleLimits): ModelUse {
+  return { ...use, embeddings: use.embeddings.slice(0, limits.maxEmbeddingsPerTask), loras: use.loras.slice(0, MAX_LORAS_PER_TASK) };
 }
 
 function useOfParsed(task: ImageInferenceTask): ModelUse {

@@ -148,7 +148,8 @@ describe('cached resolver with a shared Redis', () => {
     one.clock.now += times.ttlMs + 1;
     expect((await one.resolve('civitai:2@2'))?.kind).toBe('found');
     expect(one.metrics.staleServed).toBe(1);
-    await until(() => counter.total() === 2);
+    // Wait for the refresh to finish, not merely to start.
+    await until(() => one.metrics.sourceFetches === 2);
     // The failed refresh did not replace the stale record.
     expect((await one.resolve('civitai:2@2'))?.kind).toBe('found');
   });
@@ -163,6 +164,46 @@ describe('cached resolver with a shared Redis', () => {
     one.clock.now += times.unavailableTtlMs + 1;
     await one.resolve('civitai:3@3');
     expect(counter.total()).toBe(2);
+  });
+});
+
+describe('waiting for another replica', () => {
+  it('stops waiting as soon as the lock holder gives up, and fetches itself', async () => {
+    const namespace = nextNamespace();
+    const failing: ResolutionSource = async () => {
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      throw new Error('the holder crashed');
+    };
+    const counter = countingSource();
+    const holder = replica(server.url, failing, namespace);
+    const waiter = replica(server.url, counter.source, namespace);
+    await until(() => holder.redis?.isUp() === true && waiter.redis?.isUp() === true);
+    const held = holder.resolve('civitai:40@1').catch(() => 'failed');
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    const started = Date.now();
+    expect((await waiter.resolve('civitai:40@1'))?.kind).toBe('found');
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(await held).toBe('failed');
+    expect(waiter.metrics.coalescedPeer).toBe(1);
+  });
+
+  it('keeps its stale record when a peer stored an outage marker', async () => {
+    const namespace = nextNamespace();
+    let registryUp = true;
+    const counter = countingSource((a) => (registryUp ? found(a.canonical) : { kind: 'unavailable', message: 'down' }));
+    const first = replica(server.url, counter.source, namespace);
+    await until(() => first.redis?.isUp() === true);
+    await first.resolve('civitai:41@1');
+    // Redis forgets the record; another replica's cold lookup during an outage stores "unavailable".
+    await admin.del(`${namespace}:model:civitai:41@1`);
+    registryUp = false;
+    const second = replica(server.url, counter.source, namespace);
+    await until(() => second.redis?.isUp() === true);
+    expect((await second.resolve('civitai:41@1'))?.kind).toBe('unavailable');
+    first.clock.now += times.ttlMs + 1;
+    expect((await first.resolve('civitai:41@1'))?.kind).toBe('found');
+    await until(() => first.metrics.sourceFetches >= 1 || counter.total() >= 3);
+    expect((await first.resolve('civitai:41@1'))?.kind).toBe('found');
   });
 });
 

@@ -254,3 +254,51 @@ describe('dedupe and the shared cache', () => {
     expect(other.resolution.metrics.l2Hits).toBeGreaterThanOrEqual(1);
   });
 });
+
+describe('bounds and odd inputs', () => {
+  it('resolves no more embeddings of a task than it may carry', async () => {
+    const { app } = await gateway({ MAX_EMBEDDINGS_PER_TASK: '3' });
+    const before = registry.calls.versionLookups();
+    const embeddings = Array.from({ length: 60 }, (_, index) => ({ model: `civitai:${900_000 + index}@${900_000 + index}` }));
+    const { status, body } = await post(app, [task(embeddings)]);
+    expect(status).toBe(400);
+    expect(body.errors[0]?.code).toBe('tooManyEmbeddings');
+    expect(registry.calls.versionLookups() - before).toBeLessThanOrEqual(3);
+  });
+
+  it('never asks the registry about ids Civitai cannot have, and takes its 4xx as final', async () => {
+    const { app } = await gateway();
+    const before = registry.calls.versionLookups();
+    const { body } = await post(app, [task([{ model: 'civitai:abc@def' }])]);
+    expect(body.errors[0]?.code).toBe('unknownModel');
+    expect(registry.calls.versionLookups()).toBe(before);
+
+    registry.setBehaviour({ failNext: 1, failStatus: 400 });
+    const refused = await post(app, [task([{ model: 'civitai:31337@31337' }])]);
+    expect(refused.status).toBe(400);
+    expect(refused.body.errors[0]).toMatchObject({ code: 'unknownModel', retryable: false });
+    expect(refused.body.errors[0]?.message).not.toContain('CIVITAI');
+  });
+
+  it('answers malformed and long model paths in the documented shape', async () => {
+    const { app } = await gateway();
+    const bad = await app.inject({ method: 'GET', url: '/v1/models/%E0%A4%A' });
+    expect(bad.statusCode).toBe(400);
+    expect(bad.json().errors[0].code).toBe('invalidUrl');
+    expect(bad.headers['x-request-id']).toBeDefined();
+    const long = await app.inject({ method: 'GET', url: `/v1/models/${encodeURIComponent(`runware:${'x'.repeat(120)}@1`)}` });
+    expect(long.statusCode).toBe(404);
+    expect(long.json().errors[0].code).toBe('modelNotFound');
+  });
+
+  it('lets a retryable refusal be retried soon, not after the negative TTL', async () => {
+    const { app } = await gateway();
+    const file = kohyaSafetensorsFile(randomVectors(1, 768, 30), 1, 768);
+    const air = publish(file, { sha256: 'cd'.repeat(32) });
+    expect((await post(app, [task([{ model: air }])])).body.errors[0]?.code).toBe('embeddingChecksumMismatch');
+    const [modelId, versionId] = air.replace('civitai:', '').split('@');
+    registry.addModelVersion({ modelId: modelId ?? '', versionId: versionId ?? '', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'embedding.safetensors', bytes: file }] });
+    await new Promise((resolve) => setTimeout(resolve, 5200));
+    expect((await post(app, [task([{ model: air }])])).body.errors[0]?.code).toBe('noAvailableWorker');
+  });
+});
