@@ -56,8 +56,14 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
+  const readiness = dependencies.readiness ?? { isReady: () => true };
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
+  });
+  // While draining, each response closes its connection: a keep-alive socket that was busy when the drain
+  // began would otherwise hold the shutdown open until the client's idle timeout.
+  app.addHook('onSend', async (_request, reply) => {
+    if (!readiness.isReady()) reply.header('connection', 'close');
   });
 
   // JSON only: Fastify's text/plain parser would let a string body through as if it were a task list.
@@ -72,7 +78,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
 
   installErrorHandling(app, config.limits);
   await registerOpenApi(app);
-  await app.register(healthRoutes, { readiness: dependencies.readiness ?? { isReady: () => true } });
+  await app.register(healthRoutes, { readiness });
   if (dependencies.contentStore) await app.register(embeddingFileRoutes, { store: dependencies.contentStore });
   if (dependencies.imageStore) await app.register(imageRoutes, { store: dependencies.imageStore });
 

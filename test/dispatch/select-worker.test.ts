@@ -1,0 +1,64 @@
+import { describe, expect, it } from 'vitest';
+import { selectWorker, type WorkerCandidate } from '../../src/dispatch/select-worker.js';
+
+function worker(id: string, options: Partial<{ available: boolean; models: string[]; loaded: string[]; inFlight: number; capacity: number }> = {}): WorkerCandidate {
+  const models = options.models ?? ['m'];
+  const loaded = options.loaded ?? [];
+  return {
+    id,
+    available: options.available ?? true,
+    serves: (model) => models.includes(model),
+    hasLoaded: (model) => loaded.includes(model),
+    inFlight: options.inFlight ?? 0,
+    capacity: options.capacity ?? 4,
+  };
+}
+
+/** A repeatable stream of numbers in [0, 1). */
+function sequence(seed = 1): () => number {
+  let state = seed;
+  return () => {
+    state = (state * 1103515245 + 12345) % 2 ** 31;
+    return state / 2 ** 31;
+  };
+}
+
+describe('selectWorker', () => {
+  it('only considers available workers that serve the model and were not tried', () => {
+    const workers = [worker('a', { available: false }), worker('b', { models: ['other'] }), worker('c'), worker('d')];
+    const picked = new Set<string>();
+    const random = sequence();
+    for (let i = 0; i < 50; i++) {
+      const selection = selectWorker(workers, 'm', new Set(['d']), random);
+      if (selection.kind === 'selected') picked.add(selection.worker.id);
+    }
+    expect([...picked]).toEqual(['c']);
+    expect(selectWorker(workers, 'nobody-serves-this', new Set(), random)).toEqual({ kind: 'none' });
+  });
+
+  it('says full when every eligible worker is at capacity', () => {
+    const workers = [worker('a', { inFlight: 4 }), worker('b', { inFlight: 2, capacity: 2 })];
+    expect(selectWorker(workers, 'm', new Set(), sequence())).toEqual({ kind: 'full' });
+  });
+
+  it('prefers a worker with the model loaded while it has room', () => {
+    const workers = [worker('a'), worker('b', { loaded: ['m'], inFlight: 3 }), worker('c')];
+    const random = sequence(7);
+    for (let i = 0; i < 20; i++) {
+      const selection = selectWorker(workers, 'm', new Set(), random);
+      expect(selection.kind === 'selected' && selection.worker.id).toBe('b');
+    }
+    const full = [worker('a'), worker('b', { loaded: ['m'], inFlight: 4 })];
+    const fallback = selectWorker(full, 'm', new Set(), random);
+    expect(fallback.kind === 'selected' && fallback.worker.id).toBe('a');
+  });
+
+  it('spreads load: the less loaded of two random picks wins', () => {
+    const workers = [worker('idle', { inFlight: 0 }), worker('busy', { inFlight: 3 })];
+    const random = sequence(3);
+    for (let i = 0; i < 20; i++) {
+      const selection = selectWorker(workers, 'm', new Set(), random);
+      expect(selection.kind === 'selected' && selection.worker.id).toBe('idle');
+    }
+  });
+});
