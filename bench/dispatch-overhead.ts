@@ -1,0 +1,320 @@
+/**
+ * The gateway's dispatch overhead, measured through real processes on loopback: a fake GPU worker that answers
+ * every job at once, clipgate in front of it, and beside it a bare undici pass-through proxy in front of the same
+ * worker (bench/passthrough-proxy.ts: the least any gateway must do). The load generator keeps `concurrency`
+ * requests in flight against each, in alternating rounds so drift hits both alike, and prints throughput and
+ * p50/p99 latency of both, and clipgate's against the proxy's as a ratio and an overhead.
+ *
+ *   npm run bench:dispatch [-- --requests 4000 --concurrency 50 --rounds 4 --warmup 6000 --cpu-prof DIR]
+ *
+ * Target: clipgate ≥ 0.8 × the proxy's throughput, and p99 overhead ≤ 2 ms, at 50 connections on 2 cores.
+ * With --cpu-prof, the gateway runs under `node --cpu-prof` (writing its profile into DIR when it exits) and the
+ * top self-time functions are printed after the results.
+ *
+ * Each helper runs in its own process: the worker (this file, run again with --serve-fake-worker), the proxy and
+ * the gateway. Loopback only; bounded in requests and time; stops by itself and kills its children on any exit.
+ */
+import { randomBytes, randomUUID } from 'node:crypto';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdir, readdir, readFile } from 'node:fs/promises';
+import { availableParallelism, loadavg } from 'node:os';
+import { join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import type { JobRequest } from '../src/dispatch/worker-protocol.js';
+import { startFakeWorker } from '../test/support/fake-worker.js';
+import { freePort } from '../test/support/free-port.js';
+import { startServerProcess, waitUntilReady, type ServerProcess } from '../test/support/server-process.js';
+import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, type LoadRun, type LoadSummary } from './load.js';
+
+const { values: args } = parseArgs({
+  options: {
+    requests: { type: 'string', default: '4000' },
+    concurrency: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '4' },
+    /** Per variant, in alternating batches of 1000: rounds keep speeding up (JIT in all four processes) for ~5000. */
+    warmup: { type: 'string', default: '6000' },
+    'cpu-prof': { type: 'string' },
+    'serve-fake-worker': { type: 'boolean', default: false },
+  },
+});
+
+const targetThroughputRatio = 0.8;
+const targetP99OverheadMs = 2;
+/** The whole run, start-up included; past it everything is killed. */
+const runDeadlineMs = 10 * 60_000;
+const requestTimeoutMs = 10_000;
+const warmupBatch = 1000;
+const model = { air: 'civitai:4384@128713', family: 'sd1' };
+const prompt = 'a lighthouse on a cliff at dusk, oil painting';
+
+type Variant = 'proxy' | 'clipgate';
+const labels: Record<Variant, string> = { proxy: 'pass-through proxy (undici)', clipgate: 'clipgate' };
+
+/** Runs in the worker's own process, so that answering jobs never competes with the load generator. */
+async function serveFakeWorker(): Promise<void> {
+  const worker = await startFakeWorker({ maxConcurrency: 1000 });
+  worker.setBehaviour({ acceptDelayMs: 0, latencyMs: 0, progressEveryMs: 0 });
+  announceListening(worker.url);
+  exitWithParent();
+}
+
+function clipgateBody(): string {
+  return JSON.stringify([
+    {
+      taskType: 'imageInference',
+      taskUUID: randomUUID(),
+      positivePrompt: prompt,
+      model: model.air,
+      width: 512,
+      height: 512,
+      outputType: 'base64Data',
+      outputFormat: 'PNG',
+    },
+  ]);
+}
+
+/** The job clipgate makes of clipgateBody()'s task (schema defaults filled in, a random seed). */
+function proxyBody(): string {
+  const job: JobRequest = {
+    jobId: randomUUID(),
+    model,
+    positivePrompt: prompt,
+    negativePrompt: '',
+    width: 512,
+    height: 512,
+    steps: 20,
+    cfgScale: 7,
+    seed: randomBytes(8).readBigUInt64BE().toString(),
+    scheduler: 'Default',
+    clipSkip: 0,
+    numberResults: 1,
+    outputFormat: 'PNG',
+    embeddings: [],
+  };
+  return JSON.stringify(job);
+}
+
+async function send(pool: Pool, variant: Variant): Promise<void> {
+  const response = await pool.request({
+    path: variant === 'clipgate' ? '/v1/tasks' : '/',
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: variant === 'clipgate' ? clipgateBody() : proxyBody(),
+    headersTimeout: requestTimeoutMs,
+    bodyTimeout: requestTimeoutMs,
+  });
+  const text = await response.body.text();
+  const ok = variant === 'clipgate' ? text.includes('"imageBase64Data"') && text.includes('"errors":[]') : text.includes('"event":"result"');
+  if (response.statusCode !== 200 || !ok) throw new Error(`${labels[variant]} answered ${response.statusCode}: ${text.slice(0, 300)}`);
+}
+
+/** The gateway is ready before its first health poll of the worker; a task that succeeds shows both are. */
+async function waitUntilDispatching(pool: Pool, deadlineMs = 20_000): Promise<void> {
+  const deadline = Date.now() + deadlineMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      await send(pool, 'clipgate');
+      return;
+    } catch (error) {
+      last = error;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
+  throw new Error(`clipgate did not run a task within ${deadlineMs} ms; last: ${last instanceof Error ? last.message : String(last)}`);
+}
+
+/** CPU seconds spent while a variant was measured, by the proxy or clipgate (front), the fake worker and this process. */
+interface CpuSpent {
+  front: number;
+  worker: number;
+  generator: number;
+}
+
+const micros = (seconds: number, requests: number) => (Number.isFinite(seconds) ? ((1e6 * seconds) / requests).toFixed(0) : 'n/a');
+
+function formatRow(variant: Variant, summary: LoadSummary, rounds: readonly LoadRun[], cpu: CpuSpent): string {
+  const perRound = rounds.map((run) => (run.latenciesMs.length / run.seconds).toFixed(0)).join(' ');
+  const cpuColumns = [cpu.front, cpu.worker, cpu.generator].map((seconds) => micros(seconds, summary.requests).padStart(9)).join('');
+  return `${labels[variant].padEnd(30)}${summary.throughput.toFixed(0).padStart(8)}${summary.p50.toFixed(2).padStart(9)}${summary.p99.toFixed(2).padStart(9)}${cpuColumns}   ${perRound}`;
+}
+
+/**
+ * Self time per function of a .cpuprofile (Chrome's format, as `node --cpu-prof` writes it), top first, as shares of
+ * the time the thread was not idle. Samples are taken on a wall clock: a thread descheduled in a syscall (writev
+ * waking its peer on a shared core) is counted there, so syscalls look bigger than the CPU they use.
+ */
+function topSelfTime(profile: CpuProfile, count: number): string[] {
+  const byId = new Map(profile.nodes.map((node) => [node.id, node]));
+  const selfMicros = new Map<string, number>();
+  let busyMicros = 0;
+  profile.samples.forEach((id, index) => {
+    const frame = byId.get(id)?.callFrame;
+    const delta = profile.timeDeltas[index] ?? 0;
+    if (!frame || frame.functionName === '(idle)') return;
+    busyMicros += delta;
+    const where = frame.url ? ` ${frame.url.replace(/^file:\/\/.*?\/(node_modules|src)\//, '$1/')}` : '';
+    const key = `${frame.functionName || '(anonymous)'}${where}`;
+    selfMicros.set(key, (selfMicros.get(key) ?? 0) + delta);
+  });
+  return [...selfMicros]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, count)
+    .map(([key, micros]) => `${((100 * micros) / busyMicros).toFixed(1).padStart(6)}%  ${(micros / 1000).toFixed(0).padStart(7)} ms  ${key}`);
+}
+
+/**
+ * startServerProcess's gateway under `node --cpu-prof` (which NODE_OPTIONS may not carry); the profile is written
+ * when the process exits normally, so it is stopped with SIGTERM first.
+ */
+function startProfiledGateway(env: Record<string, string>, profileDir: string): ServerProcess {
+  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--import', 'tsx', 'src/server.ts'], {
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      child.kill('SIGTERM');
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+
+interface CpuProfile {
+  nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
+  samples: number[];
+  timeDeltas: number[];
+}
+
+async function main(): Promise<void> {
+  const requestsPerVariant = Number(args.requests);
+  const concurrency = Number(args.concurrency);
+  const rounds = Number(args.rounds);
+  const warmup = Number(args.warmup);
+  for (const [name, value] of Object.entries({ requests: requestsPerVariant, concurrency, rounds })) {
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`);
+  }
+  if (!Number.isInteger(warmup) || warmup < 0) throw new Error('--warmup must be a non-negative integer');
+  const loadBefore = loadavg()[0] ?? NaN;
+  const perRound = Math.ceil(requestsPerVariant / rounds);
+  const profileDir = args['cpu-prof'] === undefined ? undefined : resolve(args['cpu-prof']);
+  if (profileDir) await mkdir(profileDir, { recursive: true });
+
+  // Whatever ends this process (an error, SIGINT, the deadline) takes the children with it.
+  const children: ChildProcess[] = [];
+  const killChildren = () => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
+  process.once('exit', killChildren);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killChildren();
+      process.exit(130);
+    });
+  }
+  const watchdog = setTimeout(() => {
+    process.stderr.write(`dispatch-overhead: still running after ${runDeadlineMs / 1000} s; giving up\n`);
+    process.exit(1);
+  }, runDeadlineMs);
+  watchdog.unref();
+
+  const worker = await startHelperProcess('bench/dispatch-overhead.ts', ['--serve-fake-worker']);
+  children.push(worker.child);
+  const proxy = await startHelperProcess('bench/passthrough-proxy.ts', [worker.url]);
+  children.push(proxy.child);
+  const port = await freePort();
+  const gatewayEnv = {
+    PORT: String(port),
+    HOST: '127.0.0.1',
+    LOG_LEVEL: 'warn',
+    WORKER_URLS: worker.url,
+    CIVITAI_BASE_URL: 'off',
+    QUEUE_MAX: '100000',
+    WORKER_HEALTH_INTERVAL_MS: '500',
+  };
+  const gateway = profileDir ? startProfiledGateway(gatewayEnv, profileDir) : startServerProcess(gatewayEnv);
+  children.push(gateway.child);
+
+  const pools: Record<Variant, Pool> = {
+    proxy: new Pool(proxy.url, { connections: concurrency }),
+    clipgate: new Pool(`http://127.0.0.1:${port}`, { connections: concurrency }),
+  };
+  const runs: Record<Variant, LoadRun[]> = { proxy: [], clipgate: [] };
+  // CPU seconds each process spent while a variant was measured: where the cores went, however they were shared.
+  const cpu: Record<Variant, CpuSpent> = { proxy: { front: 0, worker: 0, generator: 0 }, clipgate: { front: 0, worker: 0, generator: 0 } };
+  const measure = async (variant: Variant) => {
+    const pids = { front: (variant === 'proxy' ? proxy : gateway).child.pid, worker: worker.child.pid };
+    const before = { front: processCpuSeconds(pids.front) ?? NaN, worker: processCpuSeconds(pids.worker) ?? NaN, generator: process.cpuUsage() };
+    runs[variant].push(await closedLoop(perRound, concurrency, () => send(pools[variant], variant)));
+    const generator = process.cpuUsage(before.generator);
+    cpu[variant].front += (processCpuSeconds(pids.front) ?? NaN) - before.front;
+    cpu[variant].worker += (processCpuSeconds(pids.worker) ?? NaN) - before.worker;
+    cpu[variant].generator += (generator.user + generator.system) / 1e6;
+  };
+  try {
+    await waitUntilReady(port).catch((error: unknown) => {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n${gateway.output()}`);
+    });
+    await waitUntilDispatching(pools.clipgate);
+    // Warm-up: JIT in every process, keep-alive connections on every hop.
+    for (let done = 0; done < warmup; done += warmupBatch) {
+      for (const variant of ['proxy', 'clipgate'] as const) await closedLoop(Math.min(warmupBatch, warmup - done), concurrency, () => send(pools[variant], variant));
+    }
+
+    for (let round = 0; round < rounds; round++) {
+      for (const variant of round % 2 === 0 ? (['proxy', 'clipgate'] as const) : (['clipgate', 'proxy'] as const)) {
+        await measure(variant);
+      }
+    }
+  } finally {
+    await Promise.all([pools.proxy.close(), pools.clipgate.close()]);
+    await Promise.all([gateway.stop(), proxy.stop(), worker.stop()]);
+  }
+
+  const proxyResult = summarise(runs.proxy);
+  const clipgateResult = summarise(runs.clipgate);
+  const throughputRatio = clipgateResult.throughput / proxyResult.throughput;
+  const p50Overhead = clipgateResult.p50 - proxyResult.p50;
+  const p99Overhead = clipgateResult.p99 - proxyResult.p99;
+  const cpuRatio = (cpu.clipgate.front / clipgateResult.requests) / (cpu.proxy.front / proxyResult.requests);
+  const verdict = (pass: boolean) => (pass ? 'PASS' : 'MISS');
+  const cores = availableParallelism();
+  const lines = [
+    `dispatch overhead: fake worker answering instantly; ${concurrency} concurrent connections; ${perRound * rounds} requests/variant in ${rounds} alternating rounds after a warm-up of ${warmup}; 1 task (512×512 PNG, base64) per request`,
+    `note: load generator, clipgate, pass-through proxy and fake worker are 4 processes sharing this machine's ${cores} CPU core${cores === 1 ? '' : 's'}${cores <= 2 ? ': each variant is also bounded by the CPU the generator and the worker take' : ''}`,
+    `note: 1-minute load average before the run: ${loadBefore.toFixed(2)} (anything else running skews both variants)`,
+    `CPU µs/request: CPU time (all threads) per request of the front process (the proxy or clipgate), the fake worker and the load generator`,
+    `${'variant'.padEnd(30)}${'req/s'.padStart(8)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'front µs'.padStart(9)}${'worker µs'.padStart(10)}${'gen µs'.padStart(8)}   req/s per round`,
+    formatRow('proxy', proxyResult, runs.proxy, cpu.proxy),
+    formatRow('clipgate', clipgateResult, runs.clipgate, cpu.clipgate),
+    `throughput ratio clipgate/proxy: ${throughputRatio.toFixed(2)} (target ≥ ${targetThroughputRatio.toFixed(2)}: ${verdict(throughputRatio >= targetThroughputRatio)})`,
+    `p50 overhead: ${p50Overhead >= 0 ? '+' : ''}${p50Overhead.toFixed(2)} ms`,
+    `p99 overhead: ${p99Overhead >= 0 ? '+' : ''}${p99Overhead.toFixed(2)} ms (target ≤ ${targetP99OverheadMs.toFixed(2)} ms: ${verdict(p99Overhead <= targetP99OverheadMs)})`,
+    `CPU per request: clipgate ${micros(cpu.clipgate.front, clipgateResult.requests)} µs, the proxy ${micros(cpu.proxy.front, proxyResult.requests)} µs (${cpuRatio.toFixed(2)}×)`,
+  ];
+
+  if (profileDir) {
+    // Named CPU.<date>.<time>.<pid>.<thread>.<seq>: thread 0 is the gateway's main thread (1 is tsx's loader).
+    const name = (await readdir(profileDir)).find((file) => file.endsWith('.cpuprofile') && file.includes(`.${gateway.child.pid}.0.`));
+    const profile = name === undefined ? undefined : (JSON.parse(await readFile(join(profileDir, name), 'utf8')) as CpuProfile);
+    lines.push(
+      name && profile
+        ? [`gateway CPU profile ${join(profileDir, name)} (its whole life, start-up and warm-up included); top self time, share of busy time:`, ...topSelfTime(profile, 25)].join('\n')
+        : `gateway CPU profile: none written into ${profileDir}`,
+    );
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
+if (args['serve-fake-worker']) await serveFakeWorker();
+else await main();
