@@ -1,3 +1,5 @@
+import type { Cancellation } from './cancellation.js';
+
 /**
  * The bounded waiting room in front of the workers: when every eligible worker is full, a task waits here,
  * first come first served, for at most `maxWaitMs`; past `maxLength` waiting tasks it is refused at once.
@@ -30,8 +32,8 @@ interface Waiter<T> {
 }
 
 export interface AdmissionQueue<T> {
-  /** Waits until `claim` takes something; throws QueueFullError, QueueTimeoutError or the signal's reason. */
-  wait(claim: () => Claim<T>, signal: AbortSignal | undefined, maxWaitMs: number): Promise<T>;
+  /** Waits until `claim` takes something; throws QueueFullError, QueueTimeoutError or the cancellation's reason. */
+  wait(claim: () => Claim<T>, cancellation: Cancellation, maxWaitMs: number): Promise<T>;
   /** Offers the freed capacity to the waiters, oldest first. */
   pump(): void;
   readonly length: number;
@@ -46,15 +48,15 @@ export function createAdmissionQueue<T>(maxLength: number): AdmissionQueue<T> {
   }
 
   return {
-    wait(claim, signal, maxWaitMs) {
+    wait(claim, cancellation, maxWaitMs) {
       if (waiters.length >= maxLength) return Promise.reject(new QueueFullError(waiters.length + 1));
-      signal?.throwIfAborted();
+      if (cancellation.reason) return Promise.reject(cancellation.reason);
       const position = waiters.length + 1;
       const started = Date.now();
       return new Promise<T>((resolve, reject) => {
         const cleanUp = () => {
           clearTimeout(timer);
-          signal?.removeEventListener('abort', onAbort);
+          stopListening();
           remove(waiter);
         };
         const waiter: Waiter<T> = {
@@ -66,8 +68,7 @@ export function createAdmissionQueue<T>(maxLength: number): AdmissionQueue<T> {
           },
         };
         const timer = setTimeout(() => waiter.settle({ error: new QueueTimeoutError(position, Date.now() - started) }), maxWaitMs);
-        const onAbort = () => waiter.settle({ error: signal?.reason });
-        signal?.addEventListener('abort', onAbort, { once: true });
+        const stopListening = cancellation.onCancel((reason) => waiter.settle({ error: reason }));
         waiters.push(waiter);
       });
     },

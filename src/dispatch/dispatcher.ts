@@ -1,4 +1,5 @@
 import type { ApiError, ErrorDetails } from '../errors.js';
+import type { Cancellation } from './cancellation.js';
 import type { ValidatedTask } from '../tasks/validated-task.js';
 
 /** One generated image as the public API reports it (Runware's field names). */
@@ -21,8 +22,8 @@ export type DispatchOutcome =
 export interface DispatchContext {
   /** Who the task is, for the error it may end in. */
   readonly details: ErrorDetails;
-  /** Aborted when the client goes away; the dispatcher cancels the worker's job. */
-  readonly signal: AbortSignal;
+  /** Fires when the client goes away; the dispatcher cancels the worker's job. */
+  readonly cancellation: Cancellation;
 }
 
 /** The last stage of a task: turn a validated task into images on a GPU worker, or say why not. */

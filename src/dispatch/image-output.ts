@@ -18,26 +18,28 @@ export interface OutputContext {
 export async function toImageResults(task: ImageInferenceTask, images: readonly JobImage[], context: OutputContext): Promise<ImageResult[]> {
   // Cost of the whole task, spread over its images, so summing a response's costs gives what was spent.
   const taskCost = (task.width * task.height * task.steps * task.numberResults * context.costPerMegapixelStep) / 1e6;
-  return Promise.all(
-    images.map(async (image) => {
-      const common = {
-        taskType: 'imageInference' as const,
-        taskUUID: task.taskUUID,
-        imageUUID: image.imageUUID,
-        seed: seedToJson(BigInt(image.seed)),
-        ...(task.includeCost && { cost: Number((taskCost / images.length).toFixed(8)) }),
-      };
-      switch (task.outputType) {
-        case 'base64Data':
-          return { ...common, imageBase64Data: image.data };
-        case 'dataURI':
-          return { ...common, imageDataURI: `data:${mediaTypes[image.format]};base64,${image.data}` };
-        case 'URL': {
-          const name = `${image.imageUUID.toLowerCase()}.${extensions[image.format]}`;
-          await context.store.put(name, Buffer.from(image.data, 'base64'));
-          return { ...common, imageURL: `${context.publicBaseUrl}/v1/images/${name}` };
-        }
+  const results: ImageResult[] = [];
+  for (const image of images) {
+    const common = {
+      taskType: 'imageInference' as const,
+      taskUUID: task.taskUUID,
+      imageUUID: image.imageUUID,
+      seed: seedToJson(BigInt(image.seed)),
+      ...(task.includeCost && { cost: Number((taskCost / images.length).toFixed(8)) }),
+    };
+    switch (task.outputType) {
+      case 'base64Data':
+        results.push({ ...common, imageBase64Data: image.data });
+        break;
+      case 'dataURI':
+        results.push({ ...common, imageDataURI: `data:${mediaTypes[image.format]};base64,${image.data}` });
+        break;
+      case 'URL': {
+        const name = `${image.imageUUID.toLowerCase()}.${extensions[image.format]}`;
+        await context.store.put(name, Buffer.from(image.data, 'base64'));
+        results.push({ ...common, imageURL: `${context.publicBaseUrl}/v1/images/${name}` });
       }
-    }),
-  );
+    }
+  }
+  return results;
 }

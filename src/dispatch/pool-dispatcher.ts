@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto';
 import { createError, type ApiError, type ErrorDetails } from '../errors.js';
 import { embeddingFilePath } from '../embeddings/embedding-file-path.js';
 import type { ValidatedTask } from '../tasks/validated-task.js';
 import { QueueFullError, QueueTimeoutError } from './admission-queue.js';
+import { randomSeed } from './random-seed.js';
 import type { Dispatcher } from './dispatcher.js';
 import { toImageResults, type OutputContext } from './image-output.js';
 import { cancelJob, runJob } from './worker-client.js';
@@ -46,7 +46,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
         if (remaining <= 0) break;
         let lease;
         try {
-          lease = await options.pool.acquire(job.model.air, tried, context.signal, Math.min(options.queueWaitMs, remaining));
+          lease = await options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining));
         } catch (error) {
           return { kind: 'failed', error: admissionError(error, job, context.details, options.pool) };
         }
@@ -56,7 +56,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
           lease.worker.http,
           job,
           { firstByteMs: options.firstByteTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
-          context.signal,
+          context.cancellation,
         );
         switch (outcome.kind) {
           case 'result':
@@ -157,7 +157,7 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
     steps: task.steps,
     cfgScale: task.CFGScale,
     // A task without a seed gets a random one, reported back exactly with each image.
-    seed: (task.seed ?? randomBytes(8).readBigUInt64BE()).toString(),
+    seed: (task.seed ?? randomSeed()).toString(),
     scheduler: task.scheduler,
     clipSkip: task.clipSkip,
     numberResults: task.numberResults,

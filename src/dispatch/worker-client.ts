@@ -1,5 +1,6 @@
 import type { Dispatcher } from 'undici';
-import { jobEventSchema, workerErrorBodySchema, type JobImage, type JobRequest, type WorkerError } from './worker-protocol.js';
+import type { Cancellation } from './cancellation.js';
+import { jobEventSchema, workerErrorBodySchema, type JobEvent, type JobImage, type JobRequest, type WorkerError } from './worker-protocol.js';
 
 /**
  * One job on one worker (worker protocol v1): POST /v1/jobs, then read the NDJSON event stream. Two
@@ -23,102 +24,128 @@ export interface JobDeadlines {
 }
 
 /** Worker answers are small JSON lines except the result, which carries base64 images. */
-const MAX_LINE_BYTES = 256 * 1024 * 1024;
+const MAX_LINE_CHARS = 256 * 1024 * 1024;
+/** An error body longer than this is cut: it only goes into a message. */
+const MAX_REFUSAL_BYTES = 64 * 1024;
 
-export async function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadlines, signal: AbortSignal): Promise<JobOutcome> {
-  const controller = new AbortController();
-  let timedOut: 'firstByte' | 'total' | undefined;
-  const abortFor = (phase: 'firstByte' | 'total') => () => {
-    timedOut = phase;
-    controller.abort(new Error(`${phase} deadline passed`));
-  };
-  const totalTimer = setTimeout(abortFor('total'), deadlines.totalMs);
-  let firstByteTimer: NodeJS.Timeout | undefined = setTimeout(abortFor('firstByte'), Math.min(deadlines.firstByteMs, deadlines.totalMs));
-  const onCallerAbort = () => controller.abort(signal.reason);
-  signal.addEventListener('abort', onCallerAbort, { once: true });
-  let accepted = false;
+/**
+ * Runs the job through undici's dispatch API with a handler rather than `request()` and a body stream: it
+ * is the hot path of every task, and the handler avoids a stream, its promises and a second abort
+ * controller per job. One timer serves both deadlines: the first byte until `accepted`, then the total.
+ */
+export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadlines, cancellation: Cancellation): Promise<JobOutcome> {
+  return new Promise<JobOutcome>((resolve) => {
+    if (cancellation.cancelled) {
+      resolve({ kind: 'cancelled' });
+      return;
+    }
+    const started = performance.now();
+    let controller: Dispatcher.DispatchController | undefined;
+    let settled = false;
+    let accepted = false;
+    let final: JobOutcome | undefined;
+    let status = 0;
+    let pending = '';
+    const refusal: Buffer[] = [];
+    let refusalBytes = 0;
 
-  const interrupted = (): JobOutcome | undefined => {
-    if (signal.aborted) return { kind: 'cancelled' };
-    if (timedOut) return { kind: 'timeout', phase: timedOut };
-    return undefined;
-  };
+    const settle = (outcome: JobOutcome) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      stopListening();
+      resolve(outcome);
+    };
+    const stop = (outcome: JobOutcome, reason: Error) => {
+      settle(outcome);
+      controller?.abort(reason);
+    };
+    const onDeadline = (phase: 'firstByte' | 'total') => () => stop({ kind: 'timeout', phase }, new Error(`${phase} deadline passed`));
+    let timer = setTimeout(onDeadline('firstByte'), Math.min(deadlines.firstByteMs, deadlines.totalMs));
+    const stopListening = cancellation.onCancel((reason) => stop({ kind: 'cancelled' }, reason));
 
-  try {
-    let response: Dispatcher.ResponseData;
-    try {
-      response = await http.request({
+    const onLine = (line: string) => {
+      if (line === '' || final) return;
+      const event = parseEvent(line);
+      if (!event) {
+        final = { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted };
+        return;
+      }
+      switch (event.event) {
+        case 'accepted':
+          if (accepted) return;
+          accepted = true;
+          clearTimeout(timer);
+          timer = setTimeout(onDeadline('total'), Math.max(1, deadlines.totalMs - (performance.now() - started)));
+          return;
+        case 'progress':
+          return;
+        case 'result':
+          final = { kind: 'result', images: event.images };
+          return;
+        case 'error':
+          final = event.error.retryable ? { kind: 'failed', reason: `${event.error.code}: ${event.error.message}`, accepted } : { kind: 'rejected', error: event.error };
+      }
+    };
+
+    http.dispatch(
+      {
         path: '/v1/jobs',
         method: 'POST',
         headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },
         body: JSON.stringify(job),
-        signal: controller.signal,
-        // Our own timers govern; undici's idle timers would only race them.
+        // Our own timer governs; undici's idle timers would only race it.
         headersTimeout: 0,
         bodyTimeout: 0,
-      });
-    } catch (error) {
-      return interrupted() ?? { kind: 'failed', reason: `could not reach the worker (${describe(error)})`, accepted };
-    }
-
-    if (response.statusCode !== 200) {
-      const refusal = await readRefusal(response);
-      if (response.statusCode >= 400 && response.statusCode < 500 && response.statusCode !== 429 && response.statusCode !== 409 && !refusal.retryable) {
-        return { kind: 'rejected', error: refusal };
-      }
-      return { kind: 'failed', reason: `the worker answered ${response.statusCode} ${refusal.code}: ${refusal.message}`, accepted };
-    }
-
-    // Lines are searched for in each new chunk only; a long result line arrives in many chunks.
-    const pending: string[] = [];
-    let pendingLength = 0;
-    // The stream is read to its end after the final event, so the connection goes back to the pool.
-    let final: JobOutcome | undefined;
-    try {
-      for await (const chunk of response.body) {
-        const text = (chunk as Buffer).toString('utf8');
-        if (!text.includes('\n')) {
-          pending.push(text);
-          pendingLength += text.length;
-          if (pendingLength > MAX_LINE_BYTES) return { kind: 'failed', reason: 'the worker sent an oversized event', accepted };
-          continue;
-        }
-        const lines = (pending.join('') + text).split('\n');
-        pending.length = 0;
-        const rest = lines.pop() ?? '';
-        pending.push(rest);
-        pendingLength = rest.length;
-        for (const raw of lines) {
-          const line = raw.trim();
-          if (line === '' || final) continue;
-          const event = parseEvent(line);
-          if (!event) return { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted };
-          switch (event.event) {
-            case 'accepted':
-              accepted = true;
-              clearTimeout(firstByteTimer);
-              firstByteTimer = undefined;
-              break;
-            case 'progress':
-              break;
-            case 'result':
-              final = { kind: 'result', images: event.images };
-              break;
-            case 'error':
-              final = event.error.retryable ? { kind: 'failed', reason: `${event.error.code}: ${event.error.message}`, accepted } : { kind: 'rejected', error: event.error };
-              break;
+      },
+      {
+        onRequestStart(requestController) {
+          controller = requestController;
+          if (settled) requestController.abort(new Error('no longer wanted'));
+        },
+        onResponseStart(_controller, statusCode) {
+          status = statusCode;
+        },
+        onResponseData(_controller, chunk) {
+          if (settled) return;
+          if (status !== 200) {
+            if (refusalBytes < MAX_REFUSAL_BYTES) refusal.push(chunk);
+            refusalBytes += chunk.length;
+            return;
           }
-        }
-      }
-    } catch (error) {
-      return final ?? interrupted() ?? { kind: 'failed', reason: `the worker's stream broke (${describe(error)})`, accepted };
-    }
-    return final ?? interrupted() ?? { kind: 'failed', reason: 'the worker ended the stream without a result', accepted };
-  } finally {
-    clearTimeout(totalTimer);
-    clearTimeout(firstByteTimer);
-    signal.removeEventListener('abort', onCallerAbort);
-  }
+          // Lines are split only where the chunk has a newline; a long result line arrives in many chunks.
+          const text = chunk.toString('utf8');
+          const newline = text.indexOf('\n');
+          if (newline < 0) {
+            pending += text;
+            if (pending.length > MAX_LINE_CHARS) stop({ kind: 'failed', reason: 'the worker sent an oversized event', accepted }, new Error('oversized event'));
+            return;
+          }
+          const lines = (pending + text).split('\n');
+          pending = lines.pop() ?? '';
+          for (const line of lines) onLine(line.trim());
+        },
+        onResponseEnd() {
+          if (status !== 200) {
+            settle(classifyRefusal(status, Buffer.concat(refusal).toString('utf8'), accepted));
+            return;
+          }
+          onLine(pending.trim());
+          // The stream is read to its end after the final event, so the connection goes back to the pool.
+          settle(final ?? { kind: 'failed', reason: 'the worker ended the stream without a result', accepted });
+        },
+        onResponseError(_controller, error) {
+          settle(final ?? { kind: 'failed', reason: `${accepted ? "the worker's stream broke" : 'could not reach the worker'} (${describe(error)})`, accepted });
+        },
+      },
+    );
+  });
+}
+
+function classifyRefusal(status: number, body: string, accepted: boolean): JobOutcome {
+  const refusal = parseRefusal(status, body);
+  if (status >= 400 && status < 500 && status !== 429 && status !== 409 && !refusal.retryable) return { kind: 'rejected', error: refusal };
+  return { kind: 'failed', reason: `the worker answered ${status} ${refusal.code}: ${refusal.message}`, accepted };
 }
 
 /** Best effort: tell a worker to stop a job we no longer want, and free its GPU. */
@@ -135,23 +162,72 @@ export async function cancelJob(http: Dispatcher, jobId: string, timeoutMs = 200
   }
 }
 
-function parseEvent(line: string) {
+/**
+ * `accepted` and `progress` lines — most of a stream — are checked by hand; the final `result` or `error`
+ * goes through the full protocol schema.
+ */
+function parseEvent(line: string): JobEvent | undefined {
+  let value: unknown;
   try {
-    const parsed = jobEventSchema.safeParse(JSON.parse(line));
-    return parsed.success ? parsed.data : undefined;
+    value = JSON.parse(line);
   } catch {
     return undefined;
   }
+  if (typeof value === 'object' && value !== null && 'event' in value && 'jobId' in value && typeof value.jobId === 'string') {
+    if (value.event === 'accepted') return { event: 'accepted', jobId: value.jobId };
+    if (value.event === 'progress' && 'step' in value && 'steps' in value && Number.isInteger(value.step) && Number.isInteger(value.steps)) {
+      return { event: 'progress', jobId: value.jobId, step: Number(value.step), steps: Number(value.steps) };
+    }
+    if (value.event === 'result' && 'images' in value && isImageList(value.images)) {
+      return { event: 'result', jobId: value.jobId, images: value.images, timings: { queueMs: 0, embeddingMs: 0, inferenceMs: 0, totalMs: 0, ...timingsOf(value) } };
+    }
+  }
+  const parsed = jobEventSchema.safeParse(value);
+  return parsed.success ? parsed.data : undefined;
 }
 
-async function readRefusal(response: Dispatcher.ResponseData): Promise<WorkerError> {
+const imageFormats: ReadonlySet<unknown> = new Set(['PNG', 'JPG', 'WEBP']);
+const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const seed = /^\d{1,20}$/;
+
+/** The protocol's JobImage list, checked by hand: the result line is the largest, and parsed for every task. */
+function isImageList(images: unknown): images is JobImage[] {
+  return (
+    Array.isArray(images) &&
+    images.length > 0 &&
+    images.every(
+      (image: unknown) =>
+        typeof image === 'object' &&
+        image !== null &&
+        'imageUUID' in image &&
+        'seed' in image &&
+        'format' in image &&
+        'data' in image &&
+        typeof image.imageUUID === 'string' &&
+        uuid.test(image.imageUUID) &&
+        typeof image.seed === 'string' &&
+        seed.test(image.seed) &&
+        BigInt(image.seed) < 2n ** 64n &&
+        imageFormats.has(image.format) &&
+        typeof image.data === 'string' &&
+        image.data.length > 0,
+    )
+  );
+}
+
+function timingsOf(value: object): Record<string, number> {
+  if (!('timings' in value) || typeof value.timings !== 'object' || value.timings === null) return {};
+  return Object.fromEntries(Object.entries(value.timings).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
+}
+
+function parseRefusal(status: number, body: string): WorkerError {
   try {
-    const parsed = workerErrorBodySchema.safeParse(await response.body.json());
+    const parsed = workerErrorBodySchema.safeParse(JSON.parse(body));
     if (parsed.success) return parsed.data.error;
   } catch {
     // Not JSON: described by its status alone.
   }
-  return { code: `http${response.statusCode}`, message: 'no protocol error body', retryable: response.statusCode >= 500 || response.statusCode === 429 };
+  return { code: `http${status}`, message: 'no protocol error body', retryable: status >= 500 || status === 429 };
 }
 
 function describe(error: unknown): string {

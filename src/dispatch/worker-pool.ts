@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Pool } from 'undici';
 import { createAdmissionQueue, type Claim } from './admission-queue.js';
+import type { Cancellation } from './cancellation.js';
 import { createCircuitBreaker, type CircuitBreaker } from './circuit-breaker.js';
 import { selectWorker, type WorkerCandidate } from './select-worker.js';
 import { workerHealthSchema, type WorkerHealth } from './worker-protocol.js';
@@ -38,9 +39,9 @@ export interface WorkerPool {
   readonly workers: readonly PooledWorker[];
   /**
    * A slot on a worker serving `model`, preferring workers not in `exclude` (those already tried). Throws
-   * NoWorkerError, QueueFullError, QueueTimeoutError, or the signal's reason.
+   * NoWorkerError, QueueFullError, QueueTimeoutError, or the cancellation's reason.
    */
-  acquire(model: string, exclude: ReadonlySet<string>, signal: AbortSignal | undefined, maxWaitMs: number): Promise<WorkerLease>;
+  acquire(model: string, exclude: ReadonlySet<string>, cancellation: Cancellation, maxWaitMs: number): Promise<WorkerLease>;
   /** A client's fair wait before trying again, from the queue's length and how long jobs take. */
   retryAfterSeconds(): number;
   readonly queueLength: number;
@@ -158,11 +159,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   return {
     workers,
-    async acquire(model, exclude, signal, maxWaitMs) {
+    async acquire(model, exclude, cancellation, maxWaitMs) {
       const first = claim(model, exclude);
       if (first.kind === 'taken') return first.value;
       if (first.kind === 'fail') throw first.error;
-      return queue.wait(() => claim(model, exclude), signal, maxWaitMs);
+      return queue.wait(() => claim(model, exclude), cancellation, maxWaitMs);
     },
     retryAfterSeconds() {
       const capacity = Math.max(1, workers.filter((worker) => worker.healthy).reduce((sum, worker) => sum + worker.capacity, 0));

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createAdmissionQueue, QueueFullError, QueueTimeoutError, type Claim } from '../../src/dispatch/admission-queue.js';
+import { createCancellation, neverCancelled } from '../../src/dispatch/cancellation.js';
 
 describe('admission queue', () => {
   it('serves waiters first come, first served, as capacity frees', async () => {
@@ -7,7 +8,7 @@ describe('admission queue', () => {
     let slots = 0;
     const claim = (name: string) => (): Claim<string> => (slots > 0 ? (slots--, { kind: 'taken', value: name }) : { kind: 'wait' });
     const order: string[] = [];
-    const waits = ['a', 'b', 'c'].map((name) => queue.wait(claim(name), undefined, 5000).then((value) => order.push(value)));
+    const waits = ['a', 'b', 'c'].map((name) => queue.wait(claim(name), neverCancelled, 5000).then((value) => order.push(value)));
     expect(queue.length).toBe(3);
     slots = 1;
     queue.pump();
@@ -21,9 +22,9 @@ describe('admission queue', () => {
   it('refuses at once past its length, saying the position', async () => {
     const queue = createAdmissionQueue<string>(2);
     const never = (): Claim<string> => ({ kind: 'wait' });
-    const first = queue.wait(never, undefined, 200);
-    const second = queue.wait(never, undefined, 200);
-    await expect(queue.wait(never, undefined, 200)).rejects.toEqual(new QueueFullError(3));
+    const first = queue.wait(never, neverCancelled, 200);
+    const second = queue.wait(never, neverCancelled, 200);
+    await expect(queue.wait(never, neverCancelled, 200)).rejects.toEqual(new QueueFullError(3));
     await expect(first).rejects.toBeInstanceOf(QueueTimeoutError);
     await expect(second).rejects.toMatchObject({ position: 2 });
     expect(queue.length).toBe(0);
@@ -31,12 +32,12 @@ describe('admission queue', () => {
 
   it('lets an aborted waiter go and fails waiters whose claim fails', async () => {
     const queue = createAdmissionQueue<string>(5);
-    const controller = new AbortController();
-    const aborted = queue.wait(() => ({ kind: 'wait' }), controller.signal, 5000);
-    controller.abort(new Error('client left'));
+    const cancellation = createCancellation();
+    const aborted = queue.wait(() => ({ kind: 'wait' }), cancellation, 5000);
+    cancellation.cancel(new Error('client left'));
     await expect(aborted).rejects.toThrow('client left');
     let failing = false;
-    const doomed = queue.wait(() => (failing ? { kind: 'fail', error: new Error('no worker serves it') } : { kind: 'wait' }), undefined, 5000);
+    const doomed = queue.wait(() => (failing ? { kind: 'fail', error: new Error('no worker serves it') } : { kind: 'wait' }), neverCancelled, 5000);
     failing = true;
     queue.pump();
     await expect(doomed).rejects.toThrow('no worker serves it');

@@ -1,4 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { createCancellation } from '../../dispatch/cancellation.js';
 import type { Dispatcher, ImageResult } from '../../dispatch/dispatcher.js';
 import { createError, type ApiError } from '../../errors.js';
 import type { ModelResolver } from '../../models/resolver.js';
@@ -29,16 +30,16 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
 
     // The response's 'close' before it finished means the client went away: cancel its jobs. (The
     // request's own 'close' fires as soon as its body has been read, so it cannot tell.)
-    const cancelled = new AbortController();
+    const cancellation = createCancellation();
     reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) cancelled.abort(new Error('the client disconnected'));
+      if (!reply.raw.writableFinished) cancellation.cancel(new Error('the client disconnected'));
     });
     const outcomes = await Promise.all(
       verdicts.map((verdict) =>
         verdict.valid
           ? options.dispatcher.dispatch(verdict.valid, {
               details: { taskUUID: verdict.valid.task.taskUUID, taskType: verdict.valid.task.taskType, taskIndex: verdict.index },
-              signal: cancelled.signal,
+              cancellation,
             })
           : undefined,
       ),
