@@ -1,4 +1,4 @@
-import Fastify, { LogController, type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { createApiKeyCheck } from './api/auth.js';
 import { installErrorHandling } from './api/error-handler.js';
@@ -6,6 +6,7 @@ import { sendError } from './api/send-error.js';
 import { parseJsonBody } from './api/json-body.js';
 import { registerOpenApi } from './api/plugins/openapi.js';
 import { requestIdOf } from './api/request-id.js';
+import { RequestLogController } from './api/request-logging.js';
 import { healthRoutes, type ReadinessProbe } from './api/routes/health.js';
 import { embeddingFileRoutes } from './api/routes/embedding-files.js';
 import { imageRoutes } from './api/routes/images.js';
@@ -47,11 +48,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       reply.header('x-request-id', request.id);
       sendError(reply, createError('invalidUrl', `The request URL cannot be read (${error.code}); check its percent-encoding.`));
     },
-    logController: new LogController({
-      requestIdLogLabel: 'requestId',
-      // Probes arrive every few seconds from load balancers; logging each would drown the real traffic.
-      disableRequestLogging: (request) => request.url.startsWith('/health/'),
-    }),
+    logController: new RequestLogController(),
   });
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
