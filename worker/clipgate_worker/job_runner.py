@@ -1,0 +1,89 @@
+"""What the job thread does with one job: embeddings first, then the model, then the diffusion run.
+
+Embeddings come first because they fail most (a gateway unreachable, a file that is not what it claims)
+and cheapest: such a job should not cost a model swap. Each is fetched, read and checked against the
+model before any inference, so a bad embedding ends the job with its own error and no GPU time spent.
+Model loading counts as inference time: it is the device's work, and a swap is what `loaded` in health
+lets the gateway avoid.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .conditioning_types import LoadedEmbedding, PlacedEmbedding
+from .embedding_store import EmbeddingStore
+from .errors import EmbeddingFileInvalid
+from .job_queue import JobControl, JobOutcome
+from .job_spec import JobSpec
+from .models import ModelRegistry
+
+EmbeddingLoader = Callable[[Path, str], LoadedEmbedding]
+
+
+class JobRunner:
+    def __init__(
+        self,
+        models: ModelRegistry,
+        store: EmbeddingStore,
+        load_embedding: EmbeddingLoader | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._models = models
+        self._store = store
+        self._load_embedding = load_embedding or _real_loader
+        self._clock = clock
+
+    def __call__(self, job: JobSpec, control: JobControl) -> JobOutcome:
+        started = self._clock()
+        loaded: list[tuple[LoadedEmbedding, int]] = []
+        for index, wanted in enumerate(job.embeddings):
+            path = self._store.get(wanted.url, wanted.sha256)
+            # Read at once: the store may evict the file when the job's next embedding arrives.
+            embedding = self._load_embedding(path, wanted.sha256)
+            if embedding.count != wanted.vectors:
+                raise EmbeddingFileInvalid(
+                    f"embeddings[{index}] ({wanted.air}): the job says {wanted.vectors} vectors; "
+                    f"the file {wanted.sha256[:12]} holds {embedding.count}"
+                )
+            loaded.append((embedding, index))
+            control.raise_if_cancelled()
+        fetched = self._clock()
+
+        generator = self._models.generator_for(job.model.air)
+        model_ready = self._clock()
+        for embedding, _ in loaded:
+            generator.check_compatible(embedding)
+        placed = [
+            PlacedEmbedding(embedding=embedding, weight=job.embeddings[index].weight, placement=job.embeddings[index].placement)
+            for embedding, index in loaded
+        ]
+        checked = self._clock()
+        control.raise_if_cancelled()
+
+        images = generator.run(job, placed, control.on_step)
+        finished = self._clock()
+        return JobOutcome(
+            images=images,
+            embedding_ms=((fetched - started) + (checked - model_ready)) * 1000,
+            inference_ms=((model_ready - fetched) + (finished - checked)) * 1000,
+            warnings=warnings_for(job),
+        )
+
+
+def warnings_for(job: JobSpec) -> list[str]:
+    """What the client should know although the job ran (DESIGN §7)."""
+    warnings = []
+    if job.cfg_scale <= 1 and any(item.placement == "negative" for item in job.embeddings):
+        warnings.append(
+            f"cfgScale is {job.cfg_scale:g}: at 1 or below the negative prompt is not used, so negative embeddings have no effect"
+        )
+    return warnings
+
+
+def _real_loader(path: Path, sha256: str) -> LoadedEmbedding:
+    from .embedding_file import load_embedding_file
+
+    return load_embedding_file(path, sha256)
