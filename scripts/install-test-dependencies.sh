@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond npm packages: Debian's redis-server, which the tests start on
-# free loopback ports themselves. Safe to run again; installs nothing that is already there.
+# Installs what the test suite needs beyond npm packages. Safe to run again; installs nothing twice.
+#  - Debian's redis-server: the tests start their own on free loopback ports.
+#  - worker/.venv: the reference GPU worker's Python environment (CPU is enough: its tests build tiny random
+#    pipelines in process and download no model).
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -12,3 +15,10 @@ if ! command -v redis-server >/dev/null 2>&1; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
 fi
 redis-server --version
+
+python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the worker needs Python 3.11 or newer")'
+if [ ! -x worker/.venv/bin/python ]; then
+  python3 -m venv worker/.venv
+fi
+worker/.venv/bin/python -m pip install -q --disable-pip-version-check -r worker/requirements-test.txt
+worker/.venv/bin/python -c 'import torch, diffusers, transformers; print("worker environment: torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'

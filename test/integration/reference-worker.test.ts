@@ -1,0 +1,127 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { kohyaSafetensorsFile, randomVectors, sdxlSafetensorsFile } from '../support/embedding-fixtures.js';
+import { startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
+import { freePort } from '../support/free-port.js';
+import { startGateway, until, type TestGateway } from '../support/gateway.js';
+import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+
+/**
+ * The whole chain on loopback: gateway + Redis + registry + the reference Python worker in tiny mode. The
+ * worker downloads the canonical embedding files from the gateway, injects them into its (tiny, random) CLIP
+ * and generates real PNG images.
+ */
+
+const workerDirectory = fileURLToPath(new URL('../../worker', import.meta.url));
+// scripts/install-test-dependencies.sh makes this environment; CLIPGATE_WORKER_PYTHON may name another.
+const python = process.env['CLIPGATE_WORKER_PYTHON'] ?? `${workerDirectory}/.venv/bin/python`;
+
+let registry: FakeRegistry;
+let redis: RedisServer;
+let gateway: TestGateway;
+let worker: ChildProcess;
+let workerOutput = '';
+
+beforeAll(async () => {
+  if (!existsSync(python)) {
+    throw new Error(`the worker's Python environment is missing at ${python}: run ./scripts/install-test-dependencies.sh`);
+  }
+  [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
+  registry.addModelVersion({ modelId: 6001, versionId: 7001, name: 'Style', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: kohyaSafetensorsFile(randomVectors(3, 768, 41), 3, 768) }] });
+  registry.addModelVersion({ modelId: 6002, versionId: 7002, name: 'Negative', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'negative.pt', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 42), 2, 768) }] });
+
+  const [gatewayPort, workerPort] = [await freePort(), await freePort()];
+  worker = spawn(python, ['-m', 'clipgate_worker'], {
+    cwd: workerDirectory,
+    env: { ...process.env, WORKER_TINY: '1', WORKER_PORT: String(workerPort), WORKER_HOST: '127.0.0.1', WORKER_DEVICE: 'cpu', PYTHONUNBUFFERED: '1' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  worker.stdout?.on('data', (chunk: Buffer) => (workerOutput += chunk.toString()));
+  worker.stderr?.on('data', (chunk: Buffer) => (workerOutput += chunk.toString()));
+
+  gateway = await startGateway({
+    REDIS_URL: redis.url,
+    CIVITAI_BASE_URL: registry.url,
+    WORKER_URLS: `http://127.0.0.1:${workerPort}`,
+    WORKER_HEALTH_INTERVAL_MS: '200',
+    PUBLIC_BASE_URL: `http://127.0.0.1:${gatewayPort}`,
+    TASK_TIMEOUT_MS: '120000',
+    TASK_FIRST_BYTE_TIMEOUT_MS: '60000',
+  });
+  await gateway.app.listen({ port: gatewayPort, host: '127.0.0.1' });
+  await until(() => gateway.dispatch.pool?.workers[0]?.healthy === true, 90_000).catch((error: unknown) => {
+    throw new Error(`the worker did not become ready: ${String(error)}\n${workerOutput.slice(-3000)}`);
+  });
+}, 120_000);
+
+afterAll(async () => {
+  worker?.kill('SIGKILL');
+  await gateway?.close();
+  await Promise.all([registry?.close(), redis?.stop()]);
+});
+
+function pngSize(bytes: Buffer): { width: number; height: number } {
+  expect(bytes.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
+  expect(bytes.subarray(12, 16).toString('latin1')).toBe('IHDR');
+  return { width: bytes.readUInt32BE(16), height: bytes.readUInt32BE(20) };
+}
+
+describe('gateway and the reference worker', () => {
+  it('turns a task with two embeddings, one negative, into real PNG images', async () => {
+    const task = {
+      taskType: 'imageInference',
+      taskUUID: randomUUID(),
+      positivePrompt: 'a lighthouse on a cliff at dusk',
+      negativePrompt: 'blurry',
+      model: 'civitai:4384@128713',
+      width: 128,
+      height: 128,
+      steps: 2,
+      numberResults: 2,
+      outputType: 'base64Data',
+      outputFormat: 'PNG',
+      embeddings: [
+        { model: 'civitai:6001@7001', weight: 0.8 },
+        { model: 'civitai:6002@7002', weight: -1.2 },
+      ],
+    };
+    const payload = JSON.stringify([task]).replace('"width"', '"seed":18446744073709551615,"width"');
+    const response = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload });
+    const body = response.json<{ data: { taskUUID: string; imageBase64Data: string; seed: number | string }[]; errors: unknown[] }>();
+    expect(response.statusCode, `${response.body}\n${workerOutput.slice(-3000)}`).toBe(200);
+    expect(body.errors).toEqual([]);
+    expect(body.data.map((image) => image.seed)).toEqual(['18446744073709551615', 0]);
+    for (const image of body.data) {
+      expect(image.taskUUID).toBe(task.taskUUID);
+      expect(pngSize(Buffer.from(image.imageBase64Data, 'base64'))).toEqual({ width: 128, height: 128 });
+    }
+  });
+
+  it('gives the same image for the same seed, and refuses an SDXL embedding on the SD 1.5 model before the worker', async () => {
+    const task = (seed: number) => ({
+      taskType: 'imageInference',
+      taskUUID: randomUUID(),
+      positivePrompt: 'a red barn',
+      model: 'civitai:4384@128713',
+      width: 128,
+      height: 128,
+      steps: 2,
+      seed,
+      outputType: 'base64Data',
+      outputFormat: 'PNG',
+      embeddings: [{ model: 'civitai:6001@7001', weight: 1 }],
+    });
+    const [first, second] = await Promise.all([7, 7].map((seed) => gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([task(seed)]) })));
+    const images = [first, second].map((response) => response?.json<{ data: { imageBase64Data: string }[] }>().data[0]?.imageBase64Data);
+    expect(images[0]).toBeDefined();
+    expect(images[0]).toBe(images[1]);
+
+    registry.addModelVersion({ modelId: 6003, versionId: 7003, type: 'TextualInversion', baseModel: 'SDXL 1.0', files: [{ name: 'xl.safetensors', bytes: sdxlSafetensorsFile(randomVectors(1, 768, 43), randomVectors(1, 1280, 44), 1) }] });
+    const refused = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([{ ...task(1), embeddings: [{ model: 'civitai:6003@7003' }] }]) });
+    expect(refused.statusCode).toBe(400);
+    expect(refused.json().errors[0].code).toBe('incompatibleEmbeddingFamily');
+  });
+});
