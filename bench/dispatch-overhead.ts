@@ -237,6 +237,7 @@ async function main(): Promise<void> {
     PORT: String(port),
     HOST: '127.0.0.1',
     LOG_LEVEL: 'warn',
+    ...(process.env['GATEWAY_NODE_OPTIONS'] ? { NODE_OPTIONS: process.env['GATEWAY_NODE_OPTIONS'] } : {}),
     WORKER_URLS: worker.url,
     CIVITAI_BASE_URL: 'off',
     QUEUE_MAX: '100000',
