@@ -1,8 +1,6 @@
 import { pino } from 'pino';
-import { buildApp } from './app.js';
 import { ConfigError, loadConfig, type Config } from './config.js';
-import { createDispatchStage } from './dispatch/create-dispatch.js';
-import { createModelResolution } from './models/model-resolution.js';
+import { createGateway } from './gateway.js';
 import { CatalogueFileError, loadOperatorCatalogue } from './models/operator-catalogue.js';
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
@@ -24,20 +22,7 @@ async function main(): Promise<void> {
 
   let draining = false;
   const startupLog = pino({ level: config.logLevel });
-  const resolution = createModelResolution(config, operatorRecords, startupLog);
-  const dispatch = createDispatchStage(config, startupLog);
-  const app = await buildApp({
-    config,
-    resolver: resolution.resolver,
-    contentStore: resolution.contentStore,
-    dispatcher: dispatch.dispatcher,
-    imageStore: dispatch.imageStore,
-    readiness: { isReady: () => !draining },
-  });
-  app.addHook('onClose', async () => {
-    await dispatch.close();
-    await resolution.close();
-  });
+  const { app } = await createGateway(config, operatorRecords, startupLog, { isReady: () => !draining });
 
   if (config.apiKeys.length === 0) {
     app.log.warn('API_KEYS is not set: the API is open to anyone who can reach it. Set API_KEYS before exposing it.');

@@ -243,11 +243,8 @@ def bench_family(family: Family, device: torch.device, dtype: torch.dtype, tiny:
     for count in (1, 3):
         chosen = files[:count]
 
-        def expanded(tokens: list[str]) -> list[str]:
-            # diffusers names a multi-vector token's extra vectors token_1, token_2, …; unloading needs them all.
-            return [f"{token}_{index}" if index else token for token in tokens for index in range(VECTORS_PER_EMBEDDING)]
-
-        def request(chosen: list[tuple[Path, str]] = chosen) -> None:
+        def load(chosen: list[tuple[Path, str]] = chosen) -> list[str]:
+            """diffusers' way, per request: each embedding's vectors become tokens added to the tokenizer(s)."""
             tokens = []
             for index, (path, _sha) in enumerate(chosen):
                 token = f"<baseline-{index}>"
@@ -258,6 +255,19 @@ def bench_family(family: Family, device: torch.device, dtype: torch.dtype, tiny:
                     baseline_pipeline.load_textual_inversion(tensors["clip_l"], token=token, text_encoder=baseline_pipeline.text_encoder, tokenizer=baseline_pipeline.tokenizer)
                     baseline_pipeline.load_textual_inversion(tensors["clip_g"], token=token, text_encoder=baseline_pipeline.text_encoder_2, tokenizer=baseline_pipeline.tokenizer_2)
                 tokens.append(token)
+            return tokens
+
+        def unload(tokens: list[str]) -> None:
+            if family == "sd1":
+                baseline_pipeline.unload_textual_inversion()
+                return
+            # diffusers names a multi-vector token's extra vectors token_1, token_2, …; unloading needs them all.
+            every = [f"{token}_{index}" if index else token for token in tokens for index in range(VECTORS_PER_EMBEDDING)]
+            baseline_pipeline.unload_textual_inversion(tokens=every, text_encoder=baseline_pipeline.text_encoder, tokenizer=baseline_pipeline.tokenizer)
+            baseline_pipeline.unload_textual_inversion(tokens=every, text_encoder=baseline_pipeline.text_encoder_2, tokenizer=baseline_pipeline.tokenizer_2)
+
+        def request(chosen: list[tuple[Path, str]] = chosen) -> None:
+            tokens = load(chosen)
             images = baseline_pipeline(
                 prompt=f"{PROMPT} {' '.join(tokens)}",
                 negative_prompt=NEGATIVE,
@@ -270,26 +280,10 @@ def bench_family(family: Family, device: torch.device, dtype: torch.dtype, tiny:
             ).images
             # Encoded like the worker's images, so both sides pay for the same output.
             encode_image(images[0], "PNG")
-            if family == "sd1":
-                baseline_pipeline.unload_textual_inversion()
-            else:
-                baseline_pipeline.unload_textual_inversion(tokens=expanded(tokens), text_encoder=baseline_pipeline.text_encoder, tokenizer=baseline_pipeline.tokenizer)
-                baseline_pipeline.unload_textual_inversion(tokens=expanded(tokens), text_encoder=baseline_pipeline.text_encoder_2, tokenizer=baseline_pipeline.tokenizer_2)
+            unload(tokens)
 
         def load_only(chosen: list[tuple[Path, str]] = chosen) -> None:
-            tokens = [f"<baseline-{index}>" for index in range(len(chosen))]
-            for token, (path, _sha) in zip(tokens, chosen):
-                tensors = load_safetensors(path)
-                if family == "sd1":
-                    baseline_pipeline.load_textual_inversion(tensors["clip_l"], token=token)
-                else:
-                    baseline_pipeline.load_textual_inversion(tensors["clip_l"], token=token, text_encoder=baseline_pipeline.text_encoder, tokenizer=baseline_pipeline.tokenizer)
-                    baseline_pipeline.load_textual_inversion(tensors["clip_g"], token=token, text_encoder=baseline_pipeline.text_encoder_2, tokenizer=baseline_pipeline.tokenizer_2)
-            if family == "sd1":
-                baseline_pipeline.unload_textual_inversion()
-            else:
-                baseline_pipeline.unload_textual_inversion(tokens=expanded(tokens), text_encoder=baseline_pipeline.text_encoder, tokenizer=baseline_pipeline.tokenizer)
-                baseline_pipeline.unload_textual_inversion(tokens=expanded(tokens), text_encoder=baseline_pipeline.text_encoder_2, tokenizer=baseline_pipeline.tokenizer_2)
+            unload(load(chosen))
 
         try:
             request()

@@ -1,0 +1,42 @@
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import { buildApp } from './app.js';
+import type { ReadinessProbe } from './api/routes/health.js';
+import type { Config } from './config.js';
+import { createDispatchStage, type DispatchStage } from './dispatch/create-dispatch.js';
+import type { ModelRecord } from './models/model-record.js';
+import { createModelResolution, type ModelResolution } from './models/model-resolution.js';
+
+export interface Gateway {
+  readonly app: FastifyInstance;
+  readonly resolution: ModelResolution;
+  readonly dispatch: DispatchStage;
+  /** Closes the app (in-flight requests finish), then the workers' pools and Redis. */
+  close(): Promise<void>;
+}
+
+/**
+ * The whole gateway from its configuration: the resolution stack (catalogues, registry, caches, Redis), the
+ * dispatch stage (workers, image store) and the app over them. server.ts runs it; tests build it the same way.
+ */
+export async function createGateway(
+  config: Config,
+  operatorRecords: readonly ModelRecord[],
+  logger: Pick<FastifyBaseLogger, 'info' | 'warn'>,
+  readiness?: ReadinessProbe,
+): Promise<Gateway> {
+  const resolution = createModelResolution(config, operatorRecords, logger);
+  const dispatch = createDispatchStage(config, logger);
+  const app = await buildApp({
+    config,
+    resolver: resolution.resolver,
+    contentStore: resolution.contentStore,
+    dispatcher: dispatch.dispatcher,
+    imageStore: dispatch.imageStore,
+    ...(readiness && { readiness }),
+  });
+  app.addHook('onClose', async () => {
+    await dispatch.close();
+    await resolution.close();
+  });
+  return { app, resolution, dispatch, close: () => app.close() };
+}
