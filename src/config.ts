@@ -41,7 +41,12 @@ const environmentSchema = z.object({
     .string()
     .default('')
     .transform((raw) => raw.split(',').map((url) => url.trim()).filter((url) => url.length > 0))
-    .pipe(z.array(z.url({ protocol: /^https?$/, error: 'each worker URL must be an http(s) URL' }))),
+    .pipe(
+      z
+        .array(z.url({ protocol: /^https?$/, error: 'each worker URL must be an http(s) URL' }))
+        .refine((urls) => urls.every((url) => ['', '/'].includes(new URL(url).pathname)), 'worker URLs are base URLs (scheme, host, port) without a path')
+        .refine((urls) => new Set(urls.map((url) => new URL(url).origin)).size === urls.length, 'each worker may be listed once'),
+    ),
   QUEUE_MAX: positiveInt(100, 100_000),
   QUEUE_WAIT_MS: positiveInt(30_000, 600_000),
   TASK_TIMEOUT_MS: positiveInt(120_000, 3_600_000),

@@ -104,8 +104,10 @@ describe('loadConfig', () => {
     });
   });
 
-  it('refuses a worker URL that is not http(s)', () => {
+  it('refuses a worker URL that is not http(s), has a path, or is listed twice', () => {
     expect(problemsOf({ WORKER_URLS: 'http://ok:1,ftp://nope' })).toEqual([expect.stringContaining('WORKER_URLS')]);
+    expect(problemsOf({ WORKER_URLS: 'http://lb:80/gpu1' })).toEqual([expect.stringContaining('without a path')]);
+    expect(problemsOf({ WORKER_URLS: 'http://gpu:9000,http://gpu:9000/' })).toEqual([expect.stringContaining('listed once')]);
   });
 
   it('switches the registry off with CIVITAI_BASE_URL=off', () => {

@@ -12,6 +12,8 @@ export interface CircuitBreaker {
   onAttempt(): void;
   onSuccess(): void;
   onFailure(): void;
+  /** A job that says nothing about the worker's health (cancelled, refused as busy) ended; frees the trial slot. */
+  onNeutral(): void;
   state(): BreakerState;
 }
 
@@ -42,6 +44,9 @@ export function createCircuitBreaker(options: BreakerOptions): CircuitBreaker {
     onSuccess() {
       failures = 0;
       openedAt = undefined;
+      trialInFlight = false;
+    },
+    onNeutral() {
       trialInFlight = false;
     },
     onFailure() {

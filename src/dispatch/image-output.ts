@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { ImageInferenceTask } from '../tasks/image-inference-schema.js';
 import { seedToJson } from '../tasks/seed.js';
 import type { ImageResult } from './dispatcher.js';
@@ -23,7 +24,8 @@ export async function toImageResults(task: ImageInferenceTask, images: readonly 
     const common = {
       taskType: 'imageInference' as const,
       taskUUID: task.taskUUID,
-      imageUUID: image.imageUUID,
+      // The gateway names results itself: a worker's ids are not trusted as names of stored files.
+      imageUUID: randomUUID(),
       seed: seedToJson(BigInt(image.seed)),
       ...(task.includeCost && { cost: Number((taskCost / images.length).toFixed(8)) }),
     };
@@ -35,7 +37,7 @@ export async function toImageResults(task: ImageInferenceTask, images: readonly 
         results.push({ ...common, imageDataURI: `data:${mediaTypes[image.format]};base64,${image.data}` });
         break;
       case 'URL': {
-        const name = `${image.imageUUID.toLowerCase()}.${extensions[image.format]}`;
+        const name = `${common.imageUUID}.${extensions[image.format]}`;
         await context.store.put(name, Buffer.from(image.data, 'base64'));
         results.push({ ...common, imageURL: `${context.publicBaseUrl}/v1/images/${name}` });
       }

@@ -7,7 +7,7 @@ import type { Dispatcher } from './dispatcher.js';
 import { toImageResults, type OutputContext } from './image-output.js';
 import { cancelJob, runJob } from './worker-client.js';
 import { NoWorkerError, type WorkerPool } from './worker-pool.js';
-import type { JobRequest } from './worker-protocol.js';
+import type { JobImage, JobRequest } from './worker-protocol.js';
 
 /**
  * The dispatch stage: a validated task becomes one job on one worker at a time. A failure before any
@@ -52,16 +52,32 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
         }
         tried.add(lease.worker.id);
 
+        // Each attempt has its own job id: a late cancel of an earlier attempt must not hit this one.
+        const attemptJob = { ...job, jobId: `${job.jobId}.${attempt}` };
         const outcome = await runJob(
           lease.worker.http,
-          job,
+          attemptJob,
           { firstByteMs: options.firstByteTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
           context.cancellation,
         );
         switch (outcome.kind) {
-          case 'result':
+          case 'result': {
+            const problem = resultProblem(outcome.images, job);
+            if (problem) {
+              // A worker that answers something other than what was asked is broken; never pass it on.
+              lease.release('failure');
+              lastWasTimeout = false;
+              lastFailure = `worker ${lease.worker.url}: ${problem}`;
+              break;
+            }
             lease.release('success');
-            return { kind: 'images', images: await toImageResults(validated.task, outcome.images, options.output) };
+            try {
+              return { kind: 'images', images: await toImageResults(validated.task, outcome.images, options.output) };
+            } catch (error) {
+              // The images exist but could not be stored: this task fails, retryably; the others do not.
+              return { kind: 'failed', error: createError('internalError', `The images were generated but could not be stored (${error instanceof Error ? error.message : String(error)}); retry the task.`, context.details) };
+            }
+          }
           case 'rejected':
             // The worker is fine; the task is not.
             lease.release('neutral');
@@ -71,20 +87,21 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
             };
           case 'cancelled':
             lease.release('neutral');
-            void cancelJob(lease.worker.http, job.jobId);
+            void cancelJob(lease.worker.http, attemptJob.jobId);
             return { kind: 'failed', error: createError('timeoutWorker', 'The task was cancelled because the client disconnected.', context.details) };
           case 'timeout':
             lease.release('failure');
-            void cancelJob(lease.worker.http, job.jobId);
+            void cancelJob(lease.worker.http, attemptJob.jobId);
             lastWasTimeout = true;
             lastFailure = outcome.phase === 'firstByte' ? `worker ${lease.worker.url} did not accept the job within ${options.firstByteTimeoutMs} ms` : `the job did not finish within ${options.taskTimeoutMs} ms`;
             // Total time is spent: nothing is left to retry with.
             if (outcome.phase === 'total') return { kind: 'failed', error: createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details) };
             break;
           case 'failed':
-            lease.release('failure');
+            lease.release(outcome.blame === 'worker' ? 'failure' : 'neutral');
+            if (outcome.recheck) void options.pool.recheck(lease.worker);
             // A worker that took the job and then broke may still be running it: stop it before retrying.
-            if (outcome.accepted) void cancelJob(lease.worker.http, job.jobId);
+            if (outcome.accepted) void cancelJob(lease.worker.http, attemptJob.jobId);
             lastWasTimeout = false;
             lastFailure = `worker ${lease.worker.url}: ${outcome.reason}`;
             break;
@@ -101,6 +118,12 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
       };
     },
   };
+}
+
+function resultProblem(images: readonly JobImage[], job: JobRequest): string | undefined {
+  if (images.length !== job.numberResults) return `it returned ${images.length} image(s) for numberResults ${job.numberResults}`;
+  const wrong = images.find((image) => image.format !== job.outputFormat);
+  return wrong ? `it returned ${wrong.format} for outputFormat ${job.outputFormat}` : undefined;
 }
 
 /** 50–150 ms, doubling per attempt: enough to let a restarting worker's neighbours take over. */

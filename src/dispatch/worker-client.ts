@@ -13,8 +13,12 @@ export type JobOutcome =
   | { readonly kind: 'result'; readonly images: readonly JobImage[] }
   /** The worker refused the job itself (malformed, unknown model, embedding shape): retrying elsewhere won't help. */
   | { readonly kind: 'rejected'; readonly error: WorkerError }
-  /** Busy, crashed, 5xx, reset, broken stream: another worker may do it. `accepted` says whether the worker took it. */
-  | { readonly kind: 'failed'; readonly reason: string; readonly accepted: boolean }
+  /**
+   * Busy, crashed, 5xx, reset, broken stream: another worker may do it. `accepted` says whether the worker
+   * took it; `blame` whether it counts against the worker's breaker (a busy or draining worker is healthy);
+   * `recheck` that the worker's last health report is contradicted (it no longer serves the model).
+   */
+  | { readonly kind: 'failed'; readonly reason: string; readonly accepted: boolean; readonly blame: 'worker' | 'none'; readonly recheck?: boolean }
   | { readonly kind: 'timeout'; readonly phase: 'firstByte' | 'total' }
   | { readonly kind: 'cancelled' };
 
@@ -68,7 +72,7 @@ export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadline
       if (line === '' || final) return;
       const event = parseEvent(line);
       if (!event) {
-        final = { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted };
+        final = { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted, blame: 'worker' };
         return;
       }
       switch (event.event) {
@@ -84,7 +88,7 @@ export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadline
           final = { kind: 'result', images: event.images };
           return;
         case 'error':
-          final = event.error.retryable ? { kind: 'failed', reason: `${event.error.code}: ${event.error.message}`, accepted } : { kind: 'rejected', error: event.error };
+          final = errorEventOutcome(event.error, accepted);
       }
     };
 
@@ -118,7 +122,7 @@ export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadline
           const newline = text.indexOf('\n');
           if (newline < 0) {
             pending += text;
-            if (pending.length > MAX_LINE_CHARS) stop({ kind: 'failed', reason: 'the worker sent an oversized event', accepted }, new Error('oversized event'));
+            if (pending.length > MAX_LINE_CHARS) stop({ kind: 'failed', reason: 'the worker sent an oversized event', accepted, blame: 'worker' }, new Error('oversized event'));
             return;
           }
           const lines = (pending + text).split('\n');
@@ -132,20 +136,35 @@ export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadline
           }
           onLine(pending.trim());
           // The stream is read to its end after the final event, so the connection goes back to the pool.
-          settle(final ?? { kind: 'failed', reason: 'the worker ended the stream without a result', accepted });
+          settle(final ?? { kind: 'failed', reason: 'the worker ended the stream without a result', accepted, blame: 'worker' });
         },
         onResponseError(_controller, error) {
-          settle(final ?? { kind: 'failed', reason: `${accepted ? "the worker's stream broke" : 'could not reach the worker'} (${describe(error)})`, accepted });
+          settle(final ?? { kind: 'failed', reason: `${accepted ? "the worker's stream broke" : 'could not reach the worker'} (${describe(error)})`, accepted, blame: 'worker' });
         },
       },
     );
   });
 }
 
+/** Refusals that say the worker is healthy but cannot take this job now: another worker may. */
+const neutralRefusals: ReadonlySet<number> = new Set([409, 429, 503]);
+
 function classifyRefusal(status: number, body: string, accepted: boolean): JobOutcome {
   const refusal = parseRefusal(status, body);
-  if (status >= 400 && status < 500 && status !== 429 && status !== 409 && !refusal.retryable) return { kind: 'rejected', error: refusal };
-  return { kind: 'failed', reason: `the worker answered ${status} ${refusal.code}: ${refusal.message}`, accepted };
+  const reason = `the worker answered ${status} ${refusal.code}: ${refusal.message}`;
+  // A worker that restarted with other models says so before our next health poll: place the job elsewhere.
+  if (refusal.code === 'unknownModel') return { kind: 'failed', reason, accepted, blame: 'none', recheck: true };
+  if (neutralRefusals.has(status)) return { kind: 'failed', reason, accepted, blame: 'none' };
+  if (status >= 400 && status < 500 && !refusal.retryable) return { kind: 'rejected', error: refusal };
+  return { kind: 'failed', reason, accepted, blame: 'worker' };
+}
+
+/** Error events the worker ends a stream with; codes that say nothing against the worker are neutral. */
+function errorEventOutcome(error: WorkerError, accepted: boolean): JobOutcome {
+  const reason = `${error.code}: ${error.message}`;
+  // `cancelled` we did not ask for (a stale cancel of an earlier attempt, a draining worker): retry elsewhere.
+  if (error.code === 'cancelled' || error.code === 'notReady' || error.code === 'embeddingUnavailable') return { kind: 'failed', reason, accepted, blame: 'none' };
+  return error.retryable ? { kind: 'failed', reason, accepted, blame: 'worker' } : { kind: 'rejected', error };
 }
 
 /** Best effort: tell a worker to stop a job we no longer want, and free its GPU. */

@@ -18,6 +18,8 @@ export interface PooledWorker extends WorkerCandidate {
   readonly breaker: CircuitBreaker;
   health: WorkerHealth | undefined;
   healthy: boolean;
+  /** Health polls failed in a row; one lost poll is not an outage. */
+  failedPolls: number;
   inFlight: number;
   /** Models this gateway ran there since the last health report: loaded now, whatever the report said. */
   readonly loadedHere: Set<string>;
@@ -46,8 +48,13 @@ export interface WorkerPool {
   retryAfterSeconds(): number;
   readonly queueLength: number;
   refreshHealth(): Promise<void>;
+  /** Polls one worker's health now: it just said something that contradicts its last report. */
+  recheck(worker: PooledWorker): Promise<void>;
   close(): Promise<void>;
 }
+
+/** Consecutive failed polls before a worker is taken out; a single lost poll is noise. */
+const UNHEALTHY_AFTER_FAILED_POLLS = 2;
 
 export interface WorkerPoolOptions {
   readonly urls: readonly string[];
@@ -70,10 +77,13 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     const worker: PooledWorker = {
       id: origin,
       url: origin,
-      http: new Pool(origin, { connections: 64, keepAliveTimeout: 30_000, pipelining: 1 }),
+      // No connection cap: the worker's own maxConcurrency, counted here, bounds the jobs in flight, and a
+      // cancel must never wait behind them for a socket.
+      http: new Pool(origin, { connections: null, keepAliveTimeout: 30_000, pipelining: 1 }),
       breaker: createCircuitBreaker({ ...options.breaker, clock: options.clock }),
       health: undefined,
       healthy: false,
+      failedPolls: 0,
       inFlight: 0,
       loadedHere: new Set<string>(),
       get available() {
@@ -113,7 +123,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
             worker.breaker.onSuccess();
             worker.loadedHere.add(model);
             meanJobMs = 0.9 * meanJobMs + 0.1 * (options.clock() - started);
-          } else if (outcome === 'failure') {
+          } else if (outcome === 'neutral') {
+            worker.breaker.onNeutral();
+          } else {
             const wasOpen = worker.breaker.state() !== 'closed';
             worker.breaker.onFailure();
             if (!wasOpen && worker.breaker.state() !== 'closed') options.logger.warn({ worker: worker.url }, 'worker breaker opened after repeated failures');
@@ -136,12 +148,16 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       });
       const body: unknown = await response.body.json();
       const health = response.statusCode === 200 ? workerHealthSchema.safeParse(body) : undefined;
-      worker.health = health?.success ? health.data : undefined;
-      worker.healthy = worker.health?.status === 'ready';
+      if (!health?.success) throw new Error(`health answered ${response.statusCode} outside protocol v1`);
+      worker.health = health.data;
+      // A worker that says it is starting or draining is taken at its word at once.
+      worker.healthy = worker.health.status === 'ready';
+      worker.failedPolls = 0;
       // A fresh report of what is loaded replaces our guesses.
-      if (worker.health) worker.loadedHere.clear();
+      worker.loadedHere.clear();
     } catch {
-      worker.healthy = false;
+      worker.failedPolls++;
+      if (worker.failedPolls >= UNHEALTHY_AFTER_FAILED_POLLS) worker.healthy = false;
     }
     if (wasHealthy !== worker.healthy) {
       options.logger[worker.healthy ? 'info' : 'warn']({ worker: worker.url, status: worker.health?.status ?? 'unreachable' }, worker.healthy ? 'worker is ready' : 'worker is not available');
@@ -150,6 +166,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   async function refreshHealth(): Promise<void> {
     await Promise.all(workers.map(checkHealth));
+    queue.pump();
+  }
+
+  async function recheck(worker: PooledWorker): Promise<void> {
+    await checkHealth(worker);
     queue.pump();
   }
 
@@ -173,6 +194,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       return queue.length;
     },
     refreshHealth,
+    recheck,
     async close() {
       clearInterval(poller);
       await Promise.all(workers.map((worker) => worker.http.close()));

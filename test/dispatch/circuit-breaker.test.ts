@@ -33,6 +33,16 @@ describe('circuit breaker', () => {
     expect(b.state()).toBe('closed');
   });
 
+  it('frees the trial slot when the trial ends saying nothing about the worker', () => {
+    const { clock, breaker: b } = breaker();
+    for (let i = 0; i < 3; i++) b.onFailure();
+    clock.now = 1000;
+    b.onAttempt();
+    b.onNeutral();
+    expect(b.state()).toBe('half-open');
+    expect(b.canAttempt()).toBe(true);
+  });
+
   it('opens again for a full cool-down when the trial fails', () => {
     const { clock, breaker: b } = breaker();
     for (let i = 0; i < 3; i++) b.onFailure();

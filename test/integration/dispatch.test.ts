@@ -89,7 +89,8 @@ describe('dispatch to GPU workers', () => {
     }
 
     const job = worker!.receivedJobs.at(-1);
-    expect(job).toMatchObject({ jobId: sent.taskUUID, model: { air: SD15, family: 'sd1' }, negativePrompt: 'blurry', numberResults: 2, seed: '18446744073709551615', cfgScale: 7 });
+    // One job id per attempt, so a late cancel of one attempt never reaches another.
+    expect(job).toMatchObject({ jobId: `${sent.taskUUID}.1`, model: { air: SD15, family: 'sd1' }, negativePrompt: 'blurry', numberResults: 2, seed: '18446744073709551615', cfgScale: 7 });
     expect(job?.embeddings).toEqual([
       expect.objectContaining({ air: 'civitai:5555@6666', weight: 0.7, placement: 'positive', vectors: 2, family: 'sd1' }),
       expect.objectContaining({ air: 'civitai:7808@9208', weight: 1.5, placement: 'negative', vectors: 8, family: 'sd1' }),
@@ -215,6 +216,18 @@ describe('dispatch to GPU workers', () => {
     expect(pool[0]!.stats.cancels().length).toBe(2);
   });
 
+  it('does not hold a busy or draining worker against its breaker', async () => {
+    const [worker] = await fleet(1);
+    worker!.setBehaviour({ failureRate: 1, failStatus: 429 });
+    const started = await gateway([worker!], { BREAKER_FAILURE_THRESHOLD: '1', DISPATCH_MAX_ATTEMPTS: '2' });
+    const { status, body } = await post(started.app, [task()]);
+    expect(status).toBe(502);
+    expect(body.errors[0]?.message).toContain('429');
+    expect(started.dispatch.pool?.workers[0]?.breaker.state()).toBe('closed');
+    worker!.setBehaviour({ failureRate: 0 });
+    expect((await post(started.app, [task()])).status).toBe(200);
+  });
+
   it('answers timeoutWorker (504) when the only worker never accepts', async () => {
     const [worker] = await fleet(1);
     worker!.setBehaviour({ hang: true });
@@ -260,7 +273,7 @@ describe('dispatch to GPU workers', () => {
     await until(() => worker!.stats.accepted() === 1);
     client.abort();
     await pending;
-    await until(() => worker!.stats.cancels().includes(sent.taskUUID));
+    await until(() => worker!.stats.cancels().includes(`${sent.taskUUID}.1`));
     await until(() => worker!.stats.running() === 0);
     await until(() => started.dispatch.pool?.workers[0]?.inFlight === 0);
   });

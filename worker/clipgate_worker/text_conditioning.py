@@ -159,6 +159,12 @@ class TextConditioner:
         weights = [1.0] * len(ids)
         for entry in placed:
             rows = [encoder.vocabulary_rows + slot for slot in slot_ids[entry.embedding.sha256]]
+            used = len(ids) % CHUNK_TOKENS
+            if used and used + len(rows) > CHUNK_TOKENS:
+                # As A1111 does: an embedding never straddles two windows; the current one is closed with end
+                # tokens and the embedding starts the next, so its vectors are attended to together.
+                ids.extend([encoder.eos] * (CHUNK_TOKENS - used))
+                weights.extend([1.0] * (CHUNK_TOKENS - used))
             ids.extend(rows)
             weights.extend([float(entry.weight)] * len(rows))
         return ids, weights

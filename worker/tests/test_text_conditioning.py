@@ -189,3 +189,18 @@ def test_emphasis_restores_the_mean():
     emphasised = apply_emphasis(hidden, multipliers)
     torch.testing.assert_close(emphasised.mean(), hidden.mean())
     torch.testing.assert_close(apply_emphasis(hidden, torch.ones(WINDOW)), hidden)
+
+
+def test_an_embedding_never_straddles_two_windows(sd1):
+    pipeline, conditioner = fresh(sd1, "sd1")
+    words = []
+    while len(sd1.tokenizer(" ".join(words), add_special_tokens=False).input_ids) < CHUNK_TOKENS - 7:
+        words.append(f"word{len(words)}")
+    text = " ".join(words)
+    assert CHUNK_TOKENS - 7 <= len(sd1.tokenizer(text, add_special_tokens=False).input_ids) < CHUNK_TOKENS
+    emb = embedding("sd1", 8, 13)
+    conditioning = conditioner.encode(text, "", [PlacedEmbedding(emb, 1.0, "positive")])
+    assert conditioning.prompt_embeds.shape[1] == 2 * WINDOW
+    # The second window holds the whole embedding, exactly as a window of the embedding alone would.
+    alone = conditioner.encode("", "", [PlacedEmbedding(emb, 1.0, "positive")])
+    torch.testing.assert_close(conditioning.prompt_embeds[:, WINDOW:], alone.prompt_embeds, rtol=0, atol=1e-5)

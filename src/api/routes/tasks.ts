@@ -26,14 +26,14 @@ const documentedStatuses = [200, 400, 401, 413, 415, 503] as const;
 export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions): Promise<void> {
   const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<TaskResponse> => {
     const tasks = requireTaskArray(request.body, options.limits.maxTasksPerRequest);
-    const verdicts = await validateTasks(tasks, { resolver: options.resolver, limits: options.limits });
-
     // The response's 'close' before it finished means the client went away: cancel its jobs. (The
-    // request's own 'close' fires as soon as its body has been read, so it cannot tell.)
+    // request's own 'close' fires as soon as its body has been read, so it cannot tell.) Listened for
+    // before validation, which may take a registry lookup, so a client gone by then sends no job at all.
     const cancellation = createCancellation();
     reply.raw.once('close', () => {
       if (!reply.raw.writableFinished) cancellation.cancel(new Error('the client disconnected'));
     });
+    const verdicts = await validateTasks(tasks, { resolver: options.resolver, limits: options.limits });
     const outcomes = await Promise.all(
       verdicts.map((verdict) =>
         verdict.valid
