@@ -56,6 +56,7 @@ const environmentSchema = z.object({
   BREAKER_FAILURE_THRESHOLD: positiveInt(5, 1000),
   BREAKER_COOLDOWN_MS: positiveInt(10_000, 3_600_000),
   IMAGE_STORE_DIR: z.string().min(1).optional(),
+  IMAGE_TTL_SECONDS: positiveInt(86_400, 365 * 86_400),
   COST_PER_MEGAPIXEL_STEP: z.coerce.number().min(0).max(1000).default(0.0001),
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
   MAX_EMBEDDINGS_PER_TASK: positiveInt(10, MAX_EMBEDDINGS_CEILING),
@@ -91,6 +92,8 @@ export interface Config {
   };
   /** Where images of outputType URL are kept; a directory shared by the replicas when there are several. */
   readonly imageStoreDir: string;
+  /** How long stored images are kept before the sweep deletes them. */
+  readonly imageTtlSeconds: number;
   /** Price of one step on one megapixel, for the `cost` of a task with includeCost. */
   readonly costPerMegapixelStep: number;
   readonly limits: {
@@ -158,6 +161,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       breakerCooldownMs: values.BREAKER_COOLDOWN_MS,
     },
     imageStoreDir: values.IMAGE_STORE_DIR ?? join(tmpdir(), 'clipgate-images'),
+    imageTtlSeconds: values.IMAGE_TTL_SECONDS,
     costPerMegapixelStep: values.COST_PER_MEGAPIXEL_STEP,
     limits: {
       maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,

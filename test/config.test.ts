@@ -72,6 +72,7 @@ describe('loadConfig', () => {
       BREAKER_FAILURE_THRESHOLD: '3',
       BREAKER_COOLDOWN_MS: '2000',
       IMAGE_STORE_DIR: '/var/lib/clipgate/images',
+      IMAGE_TTL_SECONDS: '600',
       COST_PER_MEGAPIXEL_STEP: '0.5',
     });
     expect(config).toEqual({
@@ -99,6 +100,7 @@ describe('loadConfig', () => {
         breakerCooldownMs: 2000,
       },
       imageStoreDir: '/var/lib/clipgate/images',
+      imageTtlSeconds: 600,
       costPerMegapixelStep: 0.5,
       limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
     });

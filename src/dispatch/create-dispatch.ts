@@ -16,8 +16,15 @@ export interface DispatchStage {
 /** Builds the dispatch stage from configuration: the worker pool when WORKER_URLS names any workers. */
 export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogger, 'info' | 'warn'>): DispatchStage {
   const imageStore = createDirectoryImageStore(config.imageStoreDir);
+  // Images of outputType URL are fetched soon after the answer or never; old ones are swept away.
+  const ttlMs = config.imageTtlSeconds * 1000;
+  const sweeper = setInterval(() => {
+    imageStore.sweep(ttlMs).catch((error: unknown) => logger.warn({ err: error }, 'image sweep failed'));
+  }, Math.min(ttlMs, 3_600_000));
+  sweeper.unref();
+  const stopSweeping = async () => clearInterval(sweeper);
   if (config.dispatch.workerUrls.length === 0) {
-    return { dispatcher: createNoWorkerDispatcher(), imageStore, pool: undefined, close: async () => undefined };
+    return { dispatcher: createNoWorkerDispatcher(), imageStore, pool: undefined, close: stopSweeping };
   }
   const pool = createWorkerPool({
     urls: config.dispatch.workerUrls,
@@ -39,5 +46,13 @@ export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogg
     publicBaseUrl: config.publicBaseUrl,
     random: Math.random,
   });
-  return { dispatcher, imageStore, pool, close: () => pool.close() };
+  return {
+    dispatcher,
+    imageStore,
+    pool,
+    async close() {
+      await stopSweeping();
+      await pool.close();
+    },
+  };
 }

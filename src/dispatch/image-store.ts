@@ -1,4 +1,4 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -9,6 +9,8 @@ import { join } from 'node:path';
 export interface ImageStore {
   put(name: string, bytes: Uint8Array): Promise<void>;
   get(name: string): Promise<Uint8Array | undefined>;
+  /** Deletes images stored longer ago than `maxAgeMs`; returns how many. Clients fetch results soon or never. */
+  sweep(maxAgeMs: number): Promise<number>;
 }
 
 /** `{uuid}.{png|jpg|webp}`: the only names stored or served, so no path can leave the directory. */
@@ -33,6 +35,24 @@ export function createDirectoryImageStore(directory: string): ImageStore {
       } catch {
         return undefined;
       }
+    },
+    async sweep(maxAgeMs) {
+      let names: string[];
+      try {
+        names = await readdir(directory);
+      } catch {
+        return 0;
+      }
+      const cutoff = Date.now() - maxAgeMs;
+      let removed = 0;
+      for (const name of names) {
+        if (!imageNamePattern.test(name)) continue;
+        const path = join(directory, name);
+        // Another replica sharing the directory may sweep the same file first: a missing file is fine.
+        const modified = await stat(path).then((info) => info.mtimeMs, () => undefined);
+        if (modified !== undefined && modified < cutoff && (await rm(path, { force: true }).then(() => true, () => false))) removed++;
+      }
+      return removed;
     },
   };
 }
