@@ -15,7 +15,7 @@ export type RegistryLookup = { readonly kind: 'found'; readonly version: Registr
 
 /**
  * - `unauthorized`: 401/403, the token is missing or wrong (not retried).
- * - `rejected`: any other answer that retrying cannot change (4xx, a redirect).
+ * - `rejected`: every other answer that retrying cannot change (4xx, a redirect).
  * - `unavailable`: 429, 5xx, timeouts or connection errors until the attempts ran out, or a Retry-After
  *   longer than clipgate waits.
  * - `unexpectedAnswer`: a success whose body is not the JSON we know (not retried).

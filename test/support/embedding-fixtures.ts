@@ -1,3 +1,4 @@
+import { seededRandom } from './seeded-random.js';
 import { crc32, constants, deflateRawSync } from 'node:zlib';
 import { dict, list, persistent, pickleProtocol2, PyStr, pyGlobal, reduce, tuple, type PyReduce, type PyValue } from './python-pickle-writer.js';
 import { torchZip, type ZipRecord } from './torch-zip-writer.js';
@@ -12,27 +13,17 @@ export type FixtureDtype = 'F32' | 'F16' | 'BF16' | 'F64';
 
 /** Deterministic values shaped like real embedding rows (roughly normal, σ ≈ 0.01), exact in float32. */
 export function randomVectors(n: number, width: number, seed: number): Float32Array {
-  const next = mulberry32(seed);
+  const next = seededRandom(seed);
   const values = new Float32Array(n * width);
   for (let index = 0; index < values.length; index += 1) values[index] = (next() + next() + next() + next() - 2) * 0.02;
   return values;
 }
 
 export function randomBytes(length: number, seed: number): Uint8Array {
-  const next = mulberry32(seed);
+  const next = seededRandom(seed);
   return Uint8Array.from({ length }, () => Math.floor(next() * 256));
 }
 
-function mulberry32(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 // ---------------------------------------------------------------------------------------------- floats
 

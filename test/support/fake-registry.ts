@@ -1,3 +1,4 @@
+import { BoundedCounter } from './bounded-counter.js';
 import { createHash } from 'node:crypto';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -89,28 +90,11 @@ export interface FakeModelVersion {
 }
 
 const maxLoggedRequests = 1000;
-/** Beyond this many distinct keys (a benchmark asking for random ids), only the totals are kept. */
-const maxCountedKeys = 10_000;
 
 const versionPrefix = '/api/v1/model-versions/';
 const downloadPrefix = '/api/download';
 const storagePrefix = '/files';
 
-class BoundedCounter {
-  private readonly counts = new Map<string, number>();
-  private all = 0;
-
-  add(key: string): void {
-    this.all += 1;
-    const count = this.counts.get(key);
-    if (count !== undefined) this.counts.set(key, count + 1);
-    else if (this.counts.size < maxCountedKeys) this.counts.set(key, 1);
-  }
-
-  get(key?: string): number {
-    return key === undefined ? this.all : (this.counts.get(key) ?? 0);
-  }
-}
 
 /** Paths as the URL parser writes them, so `/a b.pt` and `/a%20b.pt` are one file. */
 function normalisePath(path: string): string {

@@ -1,3 +1,5 @@
+import { BoundedCounter } from './bounded-counter.js';
+import { seededRandom } from './seeded-random.js';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -109,8 +111,6 @@ const defaultModels: FakeWorkerModel[] = [
 const maxBodyBytes = 1024 * 1024;
 const keptJobs = 500;
 const keptCancels = 1000;
-/** Beyond this many distinct jobIds (a benchmark's random ids), only the total is kept. */
-const maxCountedIds = 10_000;
 const seedMask = (1n << 64n) - 1n;
 const jobPathPrefix = '/v1/jobs/';
 const ndjsonHeaders = { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' };
@@ -125,21 +125,6 @@ interface RunningJob {
   readonly timers: NodeJS.Timeout[];
 }
 
-class BoundedCounter {
-  private readonly counts = new Map<string, number>();
-  private all = 0;
-
-  add(key: string): void {
-    this.all += 1;
-    const count = this.counts.get(key);
-    if (count !== undefined) this.counts.set(key, count + 1);
-    else if (this.counts.size < maxCountedIds) this.counts.set(key, 1);
-  }
-
-  get(key: string): number {
-    return this.counts.get(key) ?? 0;
-  }
-}
 
 /** Appends, and trims to the newest `keep` once twice that many piled up: amortised O(1), same array. */
 function pushBounded<T>(list: T[], item: T, keep: number): void {
@@ -147,17 +132,6 @@ function pushBounded<T>(list: T[], item: T, keep: number): void {
   if (list.length > 2 * keep) list.splice(0, list.length - keep);
 }
 
-/** Mulberry32: a tiny seeded generator, enough to spread injected failures reproducibly. */
-function seededRandom(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function decodePathPart(part: string): string {
   try {
