@@ -1,6 +1,7 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createGateway } from './gateway.js';
+import type { ModelRecord } from './models/model-record.js';
 import { CatalogueFileError, loadOperatorCatalogue } from './models/operator-catalogue.js';
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
@@ -8,7 +9,7 @@ const SHUTDOWN_GRACE_MS = 10_000;
 
 async function main(): Promise<void> {
   let config: Config;
-  let operatorRecords;
+  let operatorRecords: ModelRecord[];
   try {
     config = loadConfig();
     operatorRecords = config.modelCatalogPath ? await loadOperatorCatalogue(config.modelCatalogPath) : [];
