@@ -287,6 +287,10 @@ export const warningCatalogue = {
     description:
       "The embedding's file says another family than its registry label; the file wins, because its tensor shapes are what the text encoder sees.",
   },
+  deliveredSynchronously: {
+    description:
+      '`deliveryMethod: "async"` or a `webhookURL` was sent; this gateway answers every task in its request and calls no webhook yet.',
+  },
   negativeEmbeddingWithoutGuidance: {
     description:
       'A negative embedding works through the negative prompt, which has no effect when CFGScale ≤ 1.',

@@ -1,4 +1,4 @@
-import { createError, type ApiError, type ApiWarning, type ErrorDetails } from '../errors.js';
+import { createError, createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../errors.js';
 import type { Air } from '../models/air.js';
 import type { ModelResolver, Resolution } from '../models/resolver.js';
 import type { ValidatedTask } from './validated-task.js';
@@ -74,10 +74,23 @@ export async function validateTasks(tasks: readonly unknown[], dependencies: Val
       taskUUID: inspection.taskUUID,
       taskType: inspection.taskType,
       errors,
-      warnings: outcome.warnings,
+      warnings: [...outcome.warnings, ...deliveryWarnings(inspection)],
       valid: errors.length === 0 && inspection.parsed ? withRecords(inspection.parsed, inspection.index, resolutions) : undefined,
     };
   });
+}
+
+/** Async delivery is accepted for Runware compatibility but not implemented: the client is told, not misled. */
+function deliveryWarnings(inspection: Inspection): ApiWarning[] {
+  const task = inspection.parsed;
+  if (!task || (task.deliveryMethod !== 'async' && task.webhookURL === undefined)) return [];
+  return [
+    createWarning(
+      'deliveredSynchronously',
+      'This gateway answers every task in its own request: deliveryMethod "async" is treated as "sync" and the webhookURL is not called.',
+      { ...inspection.details, parameter: task.webhookURL !== undefined ? 'webhookURL' : 'deliveryMethod' },
+    ),
+  ];
 }
 
 /** Attaches the resolved records; the rules have already refused a task whose models did not resolve. */

@@ -273,6 +273,13 @@ describe('warnings', () => {
     ]);
   });
 
+  it('warns that async delivery and webhooks are answered synchronously', async () => {
+    const verdict = await verdictOf(imageTask({ deliveryMethod: 'async', webhookURL: 'https://client.example/hook' }));
+    expect(verdict.errors).toEqual([]);
+    expect(verdict.warnings).toEqual([expect.objectContaining({ code: 'deliveredSynchronously', parameter: 'webhookURL' })]);
+    expect((await verdictOf(imageTask({ deliveryMethod: 'sync' }))).warnings).toEqual([]);
+  });
+
   it('warns that a negative embedding has no effect at CFGScale ≤ 1', async () => {
     const verdict = await verdictOf(imageTask({ CFGScale: 1, embeddings: [{ model: 'civitai:7808@9208', weight: -1 }] }));
     expect(verdict.errors).toEqual([]);
