@@ -204,7 +204,7 @@ describe('dispatch to GPU workers', () => {
   it('times out a hung worker, retries elsewhere, and opens its breaker', async () => {
     const pool = await fleet(2);
     pool[0]!.setBehaviour({ hang: true });
-    const gatewayUnderTest = await gateway(pool, { TASK_FIRST_BYTE_TIMEOUT_MS: '200', BREAKER_FAILURE_THRESHOLD: '2', BREAKER_COOLDOWN_MS: '60000' });
+    const gatewayUnderTest = await gateway(pool, { TASK_FIRST_BYTE_TIMEOUT_MS: '500', BREAKER_FAILURE_THRESHOLD: '2', BREAKER_COOLDOWN_MS: '60000' });
     for (let index = 0; index < 12; index++) {
       const { status } = await post(gatewayUnderTest.app, [task()]);
       expect(status).toBe(200);
