@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EmbeddingFileError, inspectEmbeddingFile } from '../../src/embeddings/inspect-embedding.js';
+import { inspectEmbeddingFile } from '../../src/embeddings/inspect-embedding.js';
 import {
   a1111PtFile,
   deflatedZeros,
@@ -14,17 +14,10 @@ import {
   torchTensor,
   zipBombFile,
 } from '../support/embedding-fixtures.js';
+import { refusal } from '../support/inspection-refusal.js';
 import { dict, pickleProtocol2, tuple } from '../support/python-pickle-writer.js';
 import { torchZip, type ZipRecord } from '../support/torch-zip-writer.js';
 
-async function refusal(bytes: Uint8Array, options?: { maxUncompressedBytes?: number }): Promise<EmbeddingFileError> {
-  const error: unknown = await inspectEmbeddingFile(bytes, options).then(
-    () => undefined,
-    (thrown: unknown) => thrown,
-  );
-  if (!(error instanceof EmbeddingFileError)) throw new Error(`expected an EmbeddingFileError, got ${String(error)}`);
-  return error;
-}
 
 const text = (value: string): Uint8Array => new TextEncoder().encode(value);
 

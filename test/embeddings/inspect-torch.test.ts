@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { EmbeddingFileError, inspectEmbeddingFile, type InspectedEmbedding } from '../../src/embeddings/inspect-embedding.js';
+import { inspectEmbeddingFile, type InspectedEmbedding } from '../../src/embeddings/inspect-embedding.js';
 import {
   a1111PtFile,
   countOutsideTolerance,
@@ -11,16 +11,9 @@ import {
   torchTensor,
   type FixtureDtype,
 } from '../support/embedding-fixtures.js';
+import { refusal } from '../support/inspection-refusal.js';
 import { dict, persistent, pickleProtocol2, pyGlobal, reduce, tuple, type PyValue } from '../support/python-pickle-writer.js';
 
-async function refusal(bytes: Uint8Array, options?: { maxUncompressedBytes?: number }): Promise<EmbeddingFileError> {
-  const error: unknown = await inspectEmbeddingFile(bytes, options).then(
-    () => undefined,
-    (thrown: unknown) => thrown,
-  );
-  if (!(error instanceof EmbeddingFileError)) throw new Error(`expected an EmbeddingFileError, got ${String(error)}`);
-  return error;
-}
 
 function values(embedding: InspectedEmbedding, slot: 'clip_l' | 'clip_g' | 'clip_h'): Float32Array {
   const tensor = embedding.tensors[slot];
