@@ -11,6 +11,7 @@ import {
   MAX_LORAS_PER_TASK,
   type ImageInferenceTask,
 } from './image-inference-schema.js';
+import { parseCommonTask } from './common-task-parse.js';
 import { checkModelUse, type ModelUse, type RuleLimits } from './model-rules.js';
 import { issuesToErrors } from './structural-errors.js';
 
@@ -114,11 +115,7 @@ function inspectStructure(raw: unknown, index: number, limits: RuleLimits): Insp
 
   const taskUUID = typeof raw['taskUUID'] === 'string' && raw['taskUUID'].length <= 128 ? raw['taskUUID'] : undefined;
   const taskType = typeof raw['taskType'] === 'string' && raw['taskType'].length <= 64 ? raw['taskType'] : undefined;
-  const details: ErrorDetails = {
-    ...(taskUUID !== undefined && { taskUUID }),
-    ...(taskType !== undefined && { taskType }),
-    taskIndex: index,
-  };
+  const details: ErrorDetails = detailsOf(taskUUID, taskType, index);
 
   if (taskType !== 'imageInference') {
     const what = raw['taskType'] === undefined ? 'taskType is required' : `taskType ${JSON.stringify(taskType ?? raw['taskType'])?.slice(0, 80)} is not supported`;
@@ -130,12 +127,24 @@ function inspectStructure(raw: unknown, index: number, limits: RuleLimits): Insp
     return { index, taskUUID, taskType, details, errors: [error], parsed: undefined, use: undefined };
   }
 
+  const common = parseCommonTask(raw);
+  if (common) return { index, taskUUID, taskType, details, errors: [], parsed: common, use: bounded(useOfParsed(common), limits) };
   const result = imageInferenceSchema.safeParse(raw);
   if (result.success) {
     return { index, taskUUID, taskType, details, errors: [], parsed: result.data, use: bounded(useOfParsed(result.data), limits) };
   }
   const errors = issuesToErrors(result.error.issues, { input: raw, knownKeys, details });
   return { index, taskUUID, taskType, details, errors, parsed: undefined, use: bounded(useOfRaw(raw), limits) };
+}
+
+/** Built field by field: this runs for every task, and conditional spreads cost more than the rest of it. */
+function detailsOf(taskUUID: string | undefined, taskType: string | undefined, taskIndex: number): ErrorDetails {
+  // In this order: it is the order of the fields in every error the client reads.
+  const details: ErrorDetails = {};
+  if (taskUUID !== undefined) details.taskUUID = taskUUID;
+  if (taskType !== undefined) details.taskType = taskType;
+  details.taskIndex = taskIndex;
+  return details;
 }
 
 /**
