@@ -72,7 +72,8 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
             }
             lease.release('success');
             try {
-              return { kind: 'images', images: await toImageResults(validated.task, outcome.images, options.output) };
+              const images = toImageResults(validated.task, outcome.images, options.output);
+              return { kind: 'images', images: Array.isArray(images) ? images : await images };
             } catch (error) {
               // The images exist but could not be stored: this task fails, retryably; the others do not.
               return { kind: 'failed', error: createError('internalError', `The images were generated but could not be stored (${error instanceof Error ? error.message : String(error)}); retry the task.`, context.details) };

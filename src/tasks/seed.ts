@@ -44,3 +44,11 @@ function toSeed(value: number | string | bigint): bigint | undefined {
 export function seedToJson(seed: bigint): number | string {
   return seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : seed.toString();
 }
+
+/**
+ * seedToJson for a seed already in decimal (as workers report it): up to 15 digits it is below 2^53, so the
+ * BigInt round trip is skipped for the seeds nearly every image has.
+ */
+export function seedTextToJson(decimal: string): number | string {
+  return decimal.length <= 15 ? Number(decimal) : seedToJson(BigInt(decimal));
+}

@@ -1,0 +1,17 @@
+import { describe, expect, it } from 'vitest';
+import { seedTextToJson, seedToJson } from '../../src/tasks/seed.js';
+
+describe('seeds in JSON', () => {
+  it('are numbers while exact and decimal strings above 2^53', () => {
+    expect(seedToJson(0n)).toBe(0);
+    expect(seedToJson(2n ** 53n - 1n)).toBe(Number.MAX_SAFE_INTEGER);
+    expect(seedToJson(2n ** 53n)).toBe('9007199254740992');
+    expect(seedToJson(2n ** 64n - 1n)).toBe('18446744073709551615');
+  });
+
+  it('read from a worker’s decimal text give what the BigInt route gives, digit count by digit count', () => {
+    const texts = ['0', '7', '007', '42', '999999999999999', '1000000000000000', '9007199254740991', '9007199254740992', '0009007199254740993', '18446744073709551615'];
+    for (let digits = 1; digits <= 20; digits++) texts.push('9'.repeat(digits), `1${'0'.repeat(digits - 1)}`);
+    for (const text of texts) expect(seedTextToJson(text), text).toStrictEqual(seedToJson(BigInt(text)));
+  });
+});
