@@ -15,32 +15,42 @@ export interface CancellationSource extends Cancellation {
 }
 
 export function createCancellation(): CancellationSource {
-  let reason: Error | undefined;
-  let listeners: Set<(reason: Error) => void> | undefined;
-  return {
-    get cancelled() {
-      return reason !== undefined;
-    },
-    get reason() {
-      return reason;
-    },
-    onCancel(listener) {
-      if (reason) {
-        listener(reason);
-        return () => undefined;
-      }
-      listeners ??= new Set();
-      listeners.add(listener);
-      return () => listeners?.delete(listener);
-    },
-    cancel(cause) {
-      if (reason) return;
-      reason = cause;
-      for (const listener of listeners ?? []) listener(cause);
-      listeners = undefined;
-    },
-  };
+  return new CallbackCancellation();
 }
+
+/** A class rather than an object of closures: one is made per request, and its methods can be shared. */
+class CallbackCancellation implements CancellationSource {
+  private cause: Error | undefined;
+  private listeners: Set<(reason: Error) => void> | undefined;
+
+  get cancelled(): boolean {
+    return this.cause !== undefined;
+  }
+
+  get reason(): Error | undefined {
+    return this.cause;
+  }
+
+  onCancel(listener: (reason: Error) => void): () => void {
+    if (this.cause) {
+      listener(this.cause);
+      return noop;
+    }
+    const listeners = (this.listeners ??= new Set());
+    listeners.add(listener);
+    return () => listeners.delete(listener);
+  }
+
+  cancel(cause: Error): void {
+    if (this.cause) return;
+    this.cause = cause;
+    const listeners = this.listeners;
+    this.listeners = undefined;
+    for (const listener of listeners ?? []) listener(cause);
+  }
+}
+
+const noop = () => undefined;
 
 /** For work that no client can cancel. */
 export const neverCancelled: Cancellation = { cancelled: false, reason: undefined, onCancel: () => () => undefined };

@@ -1,6 +1,7 @@
 import type { Dispatcher } from 'undici';
 import type { Cancellation } from './cancellation.js';
-import { jobEventSchema, workerErrorBodySchema, type JobEvent, type JobImage, type JobRequest, type WorkerError } from './worker-protocol.js';
+import { SEED_MAX } from '../tasks/seed.js';
+import { jobEventSchema, workerErrorBodySchema, type JobImage, type JobRequest, type WorkerError } from './worker-protocol.js';
 
 /**
  * One job on one worker (worker protocol v1): POST /v1/jobs, then read the NDJSON event stream. Two
@@ -38,112 +39,139 @@ const MAX_REFUSAL_BYTES = 64 * 1024;
  * controller per job. One timer serves both deadlines: the first byte until `accepted`, then the total.
  */
 export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadlines, cancellation: Cancellation): Promise<JobOutcome> {
+  if (cancellation.cancelled) return Promise.resolve({ kind: 'cancelled' });
   return new Promise<JobOutcome>((resolve) => {
-    if (cancellation.cancelled) {
-      resolve({ kind: 'cancelled' });
-      return;
-    }
-    const started = performance.now();
-    let controller: Dispatcher.DispatchController | undefined;
-    let settled = false;
-    let accepted = false;
-    let final: JobOutcome | undefined;
-    let status = 0;
-    let pending = '';
-    const refusal: Buffer[] = [];
-    let refusalBytes = 0;
-
-    const settle = (outcome: JobOutcome) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      stopListening();
-      resolve(outcome);
-    };
-    const stop = (outcome: JobOutcome, reason: Error) => {
-      settle(outcome);
-      controller?.abort(reason);
-    };
-    const onDeadline = (phase: 'firstByte' | 'total') => () => stop({ kind: 'timeout', phase }, new Error(`${phase} deadline passed`));
-    let timer = setTimeout(onDeadline('firstByte'), Math.min(deadlines.firstByteMs, deadlines.totalMs));
-    const stopListening = cancellation.onCancel((reason) => stop({ kind: 'cancelled' }, reason));
-
-    const onLine = (line: string) => {
-      if (line === '' || final) return;
-      const event = parseEvent(line);
-      if (!event) {
-        final = { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted, blame: 'worker' };
-        return;
-      }
-      switch (event.event) {
-        case 'accepted':
-          if (accepted) return;
-          accepted = true;
-          clearTimeout(timer);
-          timer = setTimeout(onDeadline('total'), Math.max(1, deadlines.totalMs - (performance.now() - started)));
-          return;
-        case 'progress':
-          return;
-        case 'result':
-          final = { kind: 'result', images: event.images };
-          return;
-        case 'error':
-          final = errorEventOutcome(event.error, accepted);
-      }
-    };
-
+    const stream = new JobStream(resolve, deadlines, cancellation);
     http.dispatch(
       {
         path: '/v1/jobs',
         method: 'POST',
-        headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },
+        headers: jobRequestHeaders,
         body: JSON.stringify(job),
         // Our own timer governs; undici's idle timers would only race it.
         headersTimeout: 0,
         bodyTimeout: 0,
       },
-      {
-        onRequestStart(requestController) {
-          controller = requestController;
-          if (settled) requestController.abort(new Error('no longer wanted'));
-        },
-        onResponseStart(_controller, statusCode) {
-          status = statusCode;
-        },
-        onResponseData(_controller, chunk) {
-          if (settled) return;
-          if (status !== 200) {
-            if (refusalBytes < MAX_REFUSAL_BYTES) refusal.push(chunk);
-            refusalBytes += chunk.length;
-            return;
-          }
-          // Lines are split only where the chunk has a newline; a long result line arrives in many chunks.
-          const text = chunk.toString('utf8');
-          const newline = text.indexOf('\n');
-          if (newline < 0) {
-            pending += text;
-            if (pending.length > MAX_LINE_CHARS) stop({ kind: 'failed', reason: 'the worker sent an oversized event', accepted, blame: 'worker' }, new Error('oversized event'));
-            return;
-          }
-          const lines = (pending + text).split('\n');
-          pending = lines.pop() ?? '';
-          for (const line of lines) onLine(line.trim());
-        },
-        onResponseEnd() {
-          if (status !== 200) {
-            settle(classifyRefusal(status, Buffer.concat(refusal).toString('utf8'), accepted));
-            return;
-          }
-          onLine(pending.trim());
-          // The stream is read to its end after the final event, so the connection goes back to the pool.
-          settle(final ?? { kind: 'failed', reason: 'the worker ended the stream without a result', accepted, blame: 'worker' });
-        },
-        onResponseError(_controller, error) {
-          settle(final ?? { kind: 'failed', reason: `${accepted ? "the worker's stream broke" : 'could not reach the worker'} (${describe(error)})`, accepted, blame: 'worker' });
-        },
-      },
+      stream,
     );
   });
+}
+
+const jobRequestHeaders = { 'content-type': 'application/json', accept: 'application/x-ndjson' };
+
+/**
+ * One job's response, as an undici dispatch handler: one object per job, its methods on the prototype, where
+ * closures would cost a dozen allocations per task. It resolves exactly once, whichever comes first of the
+ * final event, a deadline, a cancellation, or the connection's end.
+ */
+class JobStream implements Dispatcher.DispatchHandler {
+  private readonly started = performance.now();
+  private controller: Dispatcher.DispatchController | undefined;
+  private settled = false;
+  private accepted = false;
+  private final: JobOutcome | undefined;
+  private status = 0;
+  private pending = '';
+  private refusal: Buffer[] | undefined;
+  private refusalBytes = 0;
+  private timer: NodeJS.Timeout;
+  private readonly stopListening: () => void;
+
+  constructor(
+    private readonly resolve: (outcome: JobOutcome) => void,
+    private readonly deadlines: JobDeadlines,
+    cancellation: Cancellation,
+  ) {
+    this.timer = setTimeout(this.onDeadline, Math.min(deadlines.firstByteMs, deadlines.totalMs), this, 'firstByte');
+    this.stopListening = cancellation.onCancel((reason) => this.stop({ kind: 'cancelled' }, reason));
+  }
+
+  /** A timer callback that takes its job as an argument rather than closing over it. */
+  private onDeadline(this: void, stream: JobStream, phase: 'firstByte' | 'total'): void {
+    stream.stop({ kind: 'timeout', phase }, new Error(`${phase} deadline passed`));
+  }
+
+  private settle(outcome: JobOutcome): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    this.stopListening();
+    this.resolve(outcome);
+  }
+
+  private stop(outcome: JobOutcome, reason: Error): void {
+    this.settle(outcome);
+    this.controller?.abort(reason);
+  }
+
+  private onLine(line: string): void {
+    if (line === '' || this.final) return;
+    const event = parseEvent(line);
+    if (!event) {
+      this.final = { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted: this.accepted, blame: 'worker' };
+      return;
+    }
+    switch (event.event) {
+      case 'accepted':
+        if (this.accepted) return;
+        this.accepted = true;
+        clearTimeout(this.timer);
+        this.timer = setTimeout(this.onDeadline, Math.max(1, this.deadlines.totalMs - (performance.now() - this.started)), this, 'total');
+        return;
+      case 'progress':
+        return;
+      case 'result':
+        this.final = { kind: 'result', images: event.images };
+        return;
+      case 'error':
+        this.final = errorEventOutcome(event.error, this.accepted);
+    }
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    if (this.settled) controller.abort(new Error('no longer wanted'));
+  }
+
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number): void {
+    this.status = statusCode;
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.settled) return;
+    if (this.status !== 200) {
+      this.refusal ??= [];
+      if (this.refusalBytes < MAX_REFUSAL_BYTES) this.refusal.push(chunk);
+      this.refusalBytes += chunk.length;
+      return;
+    }
+    // Lines are split only where the chunk has a newline; a long result line arrives in many chunks.
+    const text = chunk.toString('utf8');
+    if (text.indexOf('\n') < 0) {
+      this.pending += text;
+      if (this.pending.length > MAX_LINE_CHARS) this.stop({ kind: 'failed', reason: 'the worker sent an oversized event', accepted: this.accepted, blame: 'worker' }, new Error('oversized event'));
+      return;
+    }
+    const lines = (this.pending + text).split('\n');
+    this.pending = lines.pop() ?? '';
+    for (const line of lines) this.onLine(line.trim());
+  }
+
+  onResponseEnd(): void {
+    if (this.status !== 200) {
+      this.settle(classifyRefusal(this.status, Buffer.concat(this.refusal ?? []).toString('utf8'), this.accepted));
+      return;
+    }
+    this.onLine(this.pending.trim());
+    // The stream is read to its end after the final event, so the connection goes back to the pool.
+    this.settle(this.final ?? { kind: 'failed', reason: 'the worker ended the stream without a result', accepted: this.accepted, blame: 'worker' });
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.settle(
+      this.final ?? { kind: 'failed', reason: `${this.accepted ? "the worker's stream broke" : 'could not reach the worker'} (${describe(error)})`, accepted: this.accepted, blame: 'worker' },
+    );
+  }
 }
 
 /** Refusals that say the worker is healthy but cannot take this job now: another worker may. */
@@ -181,11 +209,17 @@ export async function cancelJob(http: Dispatcher, jobId: string, timeoutMs = 200
   }
 }
 
+/** What the gateway takes from an event: the worker's timings and warnings are for its own metrics. */
+type StreamEvent =
+  | { readonly event: 'accepted' | 'progress' }
+  | { readonly event: 'result'; readonly images: JobImage[] }
+  | { readonly event: 'error'; readonly error: WorkerError };
+
 /**
- * `accepted` and `progress` lines — most of a stream — are checked by hand; the final `result` or `error`
- * goes through the full protocol schema.
+ * `accepted`, `progress` and `result` lines — every line of a stream that goes well — are checked by hand,
+ * in protocol v1's terms; anything else goes through the full protocol schema.
  */
-function parseEvent(line: string): JobEvent | undefined {
+function parseEvent(line: string): StreamEvent | undefined {
   let value: unknown;
   try {
     value = JSON.parse(line);
@@ -193,13 +227,9 @@ function parseEvent(line: string): JobEvent | undefined {
     return undefined;
   }
   if (typeof value === 'object' && value !== null && 'event' in value && 'jobId' in value && typeof value.jobId === 'string') {
-    if (value.event === 'accepted') return { event: 'accepted', jobId: value.jobId };
-    if (value.event === 'progress' && 'step' in value && 'steps' in value && Number.isInteger(value.step) && Number.isInteger(value.steps)) {
-      return { event: 'progress', jobId: value.jobId, step: Number(value.step), steps: Number(value.steps) };
-    }
-    if (value.event === 'result' && 'images' in value && isImageList(value.images)) {
-      return { event: 'result', jobId: value.jobId, images: value.images, timings: { queueMs: 0, embeddingMs: 0, inferenceMs: 0, totalMs: 0, ...timingsOf(value) } };
-    }
+    if (value.event === 'accepted') return { event: 'accepted' };
+    if (value.event === 'progress' && 'step' in value && 'steps' in value && Number.isInteger(value.step) && Number.isInteger(value.steps)) return { event: 'progress' };
+    if (value.event === 'result' && 'images' in value && isImageList(value.images)) return { event: 'result', images: value.images };
   }
   const parsed = jobEventSchema.safeParse(value);
   return parsed.success ? parsed.data : undefined;
@@ -211,11 +241,10 @@ const seed = /^\d{1,20}$/;
 
 /** The protocol's JobImage list, checked by hand: the result line is the largest, and parsed for every task. */
 function isImageList(images: unknown): images is JobImage[] {
-  return (
-    Array.isArray(images) &&
-    images.length > 0 &&
-    images.every(
-      (image: unknown) =>
+  if (!Array.isArray(images) || images.length === 0) return false;
+  for (const image of images as unknown[]) {
+    if (
+      !(
         typeof image === 'object' &&
         image !== null &&
         'imageUUID' in image &&
@@ -226,17 +255,17 @@ function isImageList(images: unknown): images is JobImage[] {
         uuid.test(image.imageUUID) &&
         typeof image.seed === 'string' &&
         seed.test(image.seed) &&
-        BigInt(image.seed) < 2n ** 64n &&
+        // Twenty digits may still exceed 2^64 - 1; fewer never do.
+        (image.seed.length < 20 || BigInt(image.seed) <= SEED_MAX) &&
         imageFormats.has(image.format) &&
         typeof image.data === 'string' &&
-        image.data.length > 0,
-    )
-  );
-}
-
-function timingsOf(value: object): Record<string, number> {
-  if (!('timings' in value) || typeof value.timings !== 'object' || value.timings === null) return {};
-  return Object.fromEntries(Object.entries(value.timings).filter((entry): entry is [string, number] => typeof entry[1] === 'number'));
+        image.data.length > 0
+      )
+    ) {
+      return false;
+    }
+  }
+  return true;
 }
 
 function parseRefusal(status: number, body: string): WorkerError {
