@@ -54,14 +54,12 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   app.setSerializerCompiler(serializerCompiler);
 
   const readiness = dependencies.readiness ?? { isReady: () => true };
-  // Callback-style hooks: on the hot path, an async hook costs a promise per request for nothing.
-  app.addHook('onRequest', (request, reply, done) => {
+  // One callback-style hook for every response: on the hot path, each hook (and an async one's promise) costs
+  // something per request. The request id goes back on every response, errors included. While draining, each
+  // response closes its connection: a keep-alive socket that was busy when the drain began would otherwise
+  // hold the shutdown open until the client's idle timeout.
+  app.addHook('onSend', (request, reply, payload, done) => {
     reply.header('x-request-id', request.id);
-    done();
-  });
-  // While draining, each response closes its connection: a keep-alive socket that was busy when the drain
-  // began would otherwise hold the shutdown open until the client's idle timeout.
-  app.addHook('onSend', (_request, reply, payload, done) => {
     if (!readiness.isReady()) reply.header('connection', 'close');
     done(null, payload);
   });
