@@ -5,14 +5,15 @@
  * requests in flight against each, in alternating rounds so drift hits both alike, and prints throughput and
  * p50/p99 latency of both, and clipgate's against the proxy's as a ratio and an overhead.
  *
- *   npm run bench:dispatch [-- --requests 4000 --concurrency 50 --rounds 4 --warmup 6000 --cpu-prof DIR]
+ *   npm run bench:dispatch [-- --requests 16000 --concurrency 50 --rounds 8 --warmup 6000 --cpu-prof DIR]
  *
  * Target: clipgate ≥ 0.8 × the proxy's throughput, and p99 overhead ≤ 2 ms, at 50 connections on 2 cores.
  * With --cpu-prof, the gateway runs under `node --cpu-prof` (writing its profile into DIR when it exits) and the
  * top self-time functions are printed after the results.
  *
  * Each helper runs in its own process: the worker (this file, run again with --serve-fake-worker), the proxy and
- * the gateway. Loopback only; bounded in requests and time; stops by itself and kills its children on any exit.
+ * the gateway, which is started as `npm start` starts it (package.json's start command on the built dist/) at
+ * LOG_LEVEL=warn, without API keys. Loopback only; bounded in requests and time; stops by itself and kills its children on any exit.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -25,14 +26,14 @@ import { Pool } from 'undici';
 import type { JobRequest } from '../src/dispatch/worker-protocol.js';
 import { startFakeWorker } from '../test/support/fake-worker.js';
 import { freePort } from '../test/support/free-port.js';
-import { startServerProcess, waitUntilReady, type ServerProcess } from '../test/support/server-process.js';
+import { waitUntilReady, type ServerProcess } from '../test/support/server-process.js';
 import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, type LoadRun, type LoadSummary } from './load.js';
 
 const { values: args } = parseArgs({
   options: {
-    requests: { type: 'string', default: '4000' },
+    requests: { type: 'string', default: '16000' },
     concurrency: { type: 'string', default: '50' },
-    rounds: { type: 'string', default: '4' },
+    rounds: { type: 'string', default: '8' },
     /** Per variant, in alternating batches of 1000: rounds keep speeding up (JIT in all four processes) for ~5000. */
     warmup: { type: 'string', default: '6000' },
     'cpu-prof': { type: 'string' },
@@ -155,7 +156,7 @@ function topSelfTime(profile: CpuProfile, count: number): string[] {
     const delta = profile.timeDeltas[index] ?? 0;
     if (!frame || frame.functionName === '(idle)') return;
     busyMicros += delta;
-    const where = frame.url ? ` ${frame.url.replace(/^file:\/\/.*?\/(node_modules|src)\//, '$1/')}` : '';
+    const where = frame.url ? ` ${frame.url.replace(/^file:\/\/.*?\/(node_modules|src|dist)\//, '$1/')}` : '';
     const key = `${frame.functionName || '(anonymous)'}${where}`;
     selfMicros.set(key, (selfMicros.get(key) ?? 0) + delta);
   });
@@ -166,12 +167,19 @@ function topSelfTime(profile: CpuProfile, count: number): string[] {
 }
 
 /**
- * startServerProcess's gateway under `node --cpu-prof` (which NODE_OPTIONS may not carry); the profile is written
- * when the process exits normally, so it is stopped with SIGTERM first.
+ * The gateway as `npm start` runs it: package.json's start command (the built dist/, with its Node flags), so
+ * the numbers are those of what operators deploy. `npm run bench:dispatch` builds first. With a profile
+ * directory, under `node --cpu-prof` (which NODE_OPTIONS may not carry); the profile is written when the
+ * process exits normally, so it is always stopped with SIGTERM first.
  */
-function startProfiledGateway(env: Record<string, string>, profileDir: string): ServerProcess {
-  const child = spawn(process.execPath, ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--import', 'tsx', 'src/server.ts'], {
-    cwd: fileURLToPath(new URL('..', import.meta.url)),
+async function startGatewayAsNpmStartDoes(env: Record<string, string>, profileDir: string | undefined): Promise<ServerProcess & { command: string }> {
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const [command, ...nodeArgs] = manifest.scripts.start.split(/\s+/);
+  if (command !== 'node') throw new Error(`package.json's start script must run node directly; it runs: ${manifest.scripts.start}`);
+  const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = spawn(process.execPath, [...profiling, ...nodeArgs], {
+    cwd: root,
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -180,6 +188,7 @@ function startProfiledGateway(env: Record<string, string>, profileDir: string): 
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = new Promise((resolve) => child.once('exit', resolve));
   return {
+    command: manifest.scripts.start,
     child,
     output: () => output,
     async stop() {
@@ -243,7 +252,8 @@ async function main(): Promise<void> {
     QUEUE_MAX: '100000',
     WORKER_HEALTH_INTERVAL_MS: '500',
   };
-  const gateway = profileDir ? startProfiledGateway(gatewayEnv, profileDir) : startServerProcess(gatewayEnv);
+  const gateway = await startGatewayAsNpmStartDoes(gatewayEnv, profileDir);
+  const gatewayCommand = gateway.command;
   children.push(gateway.child);
 
   const pools: Record<Variant, Pool> = {
@@ -293,6 +303,7 @@ async function main(): Promise<void> {
   const lines = [
     `dispatch overhead: fake worker answering instantly; ${concurrency} concurrent connections; ${perRound * rounds} requests/variant in ${rounds} alternating rounds after a warm-up of ${warmup}; 1 task (512×512 PNG, base64) per request`,
     `note: load generator, clipgate, pass-through proxy and fake worker are 4 processes sharing this machine's ${cores} CPU core${cores === 1 ? '' : 's'}${cores <= 2 ? ': each variant is also bounded by the CPU the generator and the worker take' : ''}`,
+    `clipgate: \`${gatewayCommand}\` (package.json's start), LOG_LEVEL=warn, no API keys; the proxy: bench/passthrough-proxy.ts`,
     `note: 1-minute load average before the run: ${loadBefore.toFixed(2)} (anything else running skews both variants)`,
     `CPU µs/request: CPU time (all threads) per request of the front process (the proxy or clipgate), the fake worker and the load generator`,
     `${'variant'.padEnd(30)}${'req/s'.padStart(8)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'front µs'.padStart(9)}${'worker µs'.padStart(10)}${'gen µs'.padStart(8)}   req/s per round`,
@@ -305,7 +316,7 @@ async function main(): Promise<void> {
   ];
 
   if (profileDir) {
-    // Named CPU.<date>.<time>.<pid>.<thread>.<seq>: thread 0 is the gateway's main thread (1 is tsx's loader).
+    // Named CPU.<date>.<time>.<pid>.<thread>.<seq>: thread 0 is the gateway's main thread.
     const name = (await readdir(profileDir)).find((file) => file.endsWith('.cpuprofile') && file.includes(`.${gateway.child.pid}.0.`));
     const profile = name === undefined ? undefined : (JSON.parse(await readFile(join(profileDir, name), 'utf8')) as CpuProfile);
     lines.push(
