@@ -36,6 +36,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
       const embeddingProblem = missingEmbeddingFile(validated, context.details);
       if (embeddingProblem) return { kind: 'failed', error: embeddingProblem };
       const job = jobFor(validated, options.publicBaseUrl);
+      const taskUUID = job.jobId;
       const deadline = Date.now() + options.taskTimeoutMs;
       const tried = new Set<string>();
       let lastFailure = 'no attempt was made';
@@ -46,17 +47,21 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
         if (remaining <= 0) break;
         let lease;
         try {
-          lease = await options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining));
+          // A free slot is handed over at once; only a task that must queue waits on a promise.
+          const claimed = options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining));
+          lease = claimed instanceof Promise ? await claimed : claimed;
         } catch (error) {
           return { kind: 'failed', error: admissionError(error, job, context.details, options.pool) };
         }
         tried.add(lease.worker.id);
 
-        // Each attempt has its own job id: a late cancel of an earlier attempt must not hit this one.
-        const attemptJob = { ...job, jobId: `${job.jobId}.${attempt}` };
+        // Each attempt has its own job id: a late cancel of an earlier attempt must not hit this one. (runJob
+        // serialises the job before it returns, so the next attempt may rename it.)
+        const attemptJobId = `${taskUUID}.${attempt}`;
+        job.jobId = attemptJobId;
         const outcome = await runJob(
           lease.worker.http,
-          attemptJob,
+          job,
           { firstByteMs: options.firstByteTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
           context.cancellation,
         );
@@ -88,11 +93,11 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
             };
           case 'cancelled':
             lease.release('neutral');
-            void cancelJob(lease.worker.http, attemptJob.jobId);
+            void cancelJob(lease.worker.http, attemptJobId);
             return { kind: 'failed', error: createError('timeoutWorker', 'The task was cancelled because the client disconnected.', context.details) };
           case 'timeout':
             lease.release('failure');
-            void cancelJob(lease.worker.http, attemptJob.jobId);
+            void cancelJob(lease.worker.http, attemptJobId);
             lastWasTimeout = true;
             lastFailure = outcome.phase === 'firstByte' ? `worker ${lease.worker.url} did not accept the job within ${options.firstByteTimeoutMs} ms` : `the job did not finish within ${options.taskTimeoutMs} ms`;
             // Total time is spent: nothing is left to retry with.
@@ -102,7 +107,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
             lease.release(outcome.blame === 'worker' ? 'failure' : 'neutral');
             if (outcome.recheck) void options.pool.recheck(lease.worker);
             // A worker that took the job and then broke may still be running it: stop it before retrying.
-            if (outcome.accepted) void cancelJob(lease.worker.http, attemptJob.jobId);
+            if (outcome.accepted) void cancelJob(lease.worker.http, attemptJobId);
             lastWasTimeout = false;
             lastFailure = `worker ${lease.worker.url}: ${outcome.reason}`;
             break;

@@ -40,10 +40,11 @@ export interface WorkerLease {
 export interface WorkerPool {
   readonly workers: readonly PooledWorker[];
   /**
-   * A slot on a worker serving `model`, preferring workers not in `exclude` (those already tried). Throws
+   * A slot on a worker serving `model`, preferring workers not in `exclude` (those already tried): at once
+   * when one is free, else a promise of one from the admission queue. Throws (or rejects with)
    * NoWorkerError, QueueFullError, QueueTimeoutError, or the cancellation's reason.
    */
-  acquire(model: string, exclude: ReadonlySet<string>, cancellation: Cancellation, maxWaitMs: number): Promise<WorkerLease>;
+  acquire(model: string, exclude: ReadonlySet<string>, cancellation: Cancellation, maxWaitMs: number): WorkerLease | Promise<WorkerLease>;
   /** A client's fair wait before trying again, from the queue's length and how long jobs take. */
   retryAfterSeconds(): number;
   readonly queueLength: number;
@@ -180,7 +181,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   return {
     workers,
-    async acquire(model, exclude, cancellation, maxWaitMs) {
+    acquire(model, exclude, cancellation, maxWaitMs) {
       const first = claim(model, exclude);
       if (first.kind === 'taken') return first.value;
       if (first.kind === 'fail') throw first.error;

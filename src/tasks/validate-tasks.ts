@@ -59,9 +59,9 @@ export async function validateTasks(tasks: readonly unknown[], dependencies: Val
   const airs = new Map<string, Air>();
   for (const { use } of inspections) {
     if (!use) continue;
-    for (const air of [use.model, ...use.embeddings.map((entry) => entry.air), ...use.loras.map((entry) => entry.air)]) {
-      if (air) airs.set(air.canonical, air);
-    }
+    if (use.model) airs.set(use.model.canonical, use.model);
+    for (const entry of use.embeddings) airs.set(entry.air.canonical, entry.air);
+    for (const entry of use.loras) airs.set(entry.air.canonical, entry.air);
   }
   const resolutions: ReadonlyMap<string, Resolution> = airs.size > 0 ? await dependencies.resolver.resolveMany([...airs.values()]) : new Map();
 
@@ -69,13 +69,14 @@ export async function validateTasks(tasks: readonly unknown[], dependencies: Val
     const outcome = inspection.use
       ? checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details)
       : { errors: [], warnings: [] };
-    const errors = [...inspection.errors, ...outcome.errors].slice(0, MAX_ERRORS_PER_TASK);
+    const errors = inspection.errors.length + outcome.errors.length === 0 ? inspection.errors : [...inspection.errors, ...outcome.errors].slice(0, MAX_ERRORS_PER_TASK);
+    const delivery = deliveryWarnings(inspection);
     return {
       index: inspection.index,
       taskUUID: inspection.taskUUID,
       taskType: inspection.taskType,
       errors,
-      warnings: [...outcome.warnings, ...deliveryWarnings(inspection)],
+      warnings: delivery.length === 0 ? outcome.warnings : [...outcome.warnings, ...delivery],
       valid: errors.length === 0 && inspection.parsed ? withRecords(inspection.parsed, inspection.index, resolutions) : undefined,
     };
   });
@@ -152,6 +153,7 @@ function detailsOf(taskUUID: string | undefined, taskType: string | undefined, t
  * refused for its count, not allowed to make the gateway look each one up at the registry.
  */
 function bounded(use: ModelUse, limits: RuleLimits): ModelUse {
+  if (use.embeddings.length <= limits.maxEmbeddingsPerTask && use.loras.length <= MAX_LORAS_PER_TASK) return use;
   return { ...use, embeddings: use.embeddings.slice(0, limits.maxEmbeddingsPerTask), loras: use.loras.slice(0, MAX_LORAS_PER_TASK) };
 }
 
@@ -210,6 +212,7 @@ function knownKeys(path: readonly PropertyKey[]): readonly string[] {
 }
 
 function flagDuplicateTaskUUIDs(inspections: readonly Inspection[]): void {
+  if (inspections.length < 2) return;
   const indexesByUUID = new Map<string, number[]>();
   for (const { taskUUID, index } of inspections) {
     if (taskUUID === undefined) continue;
