@@ -1,4 +1,5 @@
 import type { Dispatcher } from 'undici';
+import { z } from 'zod';
 import type { Cancellation } from './cancellation.js';
 import { SEED_MAX } from '../tasks/seed.js';
 import { jobEventSchema, workerErrorBodySchema, type JobImage, type JobRequest, type WorkerError } from './worker-protocol.js';
@@ -116,7 +117,9 @@ class JobStream implements Dispatcher.DispatchHandler {
         if (this.accepted) return;
         this.accepted = true;
         clearTimeout(this.timer);
-        this.timer = setTimeout(this.onDeadline, Math.max(1, this.deadlines.totalMs - (performance.now() - this.started)), this, 'total');
+        // Whole milliseconds: Node keeps one timer list per duration, and a fractional one per job would make
+        // (and then drop) a list for every job.
+        this.timer = setTimeout(this.onDeadline, Math.max(1, Math.ceil(this.deadlines.totalMs - (performance.now() - this.started))), this, 'total');
         return;
       case 'progress':
         return;
@@ -146,7 +149,7 @@ class JobStream implements Dispatcher.DispatchHandler {
       return;
     }
     // Lines are split only where the chunk has a newline; a long result line arrives in many chunks.
-    const text = chunk.toString('utf8');
+    const text = chunk.toString(); // UTF-8; without an argument, Buffer skips its encoding lookup
     if (text.indexOf('\n') < 0) {
       this.pending += text;
       if (this.pending.length > MAX_LINE_CHARS) this.stop({ kind: 'failed', reason: 'the worker sent an oversized event', accepted: this.accepted, blame: 'worker' }, new Error('oversized event'));
@@ -217,7 +220,8 @@ type StreamEvent =
 
 /**
  * `accepted`, `progress` and `result` lines — every line of a stream that goes well — are checked by hand,
- * in protocol v1's terms; anything else goes through the full protocol schema.
+ * in protocol v1's terms: what the gateway reads (the images) as strictly as the schema, the rest (timings,
+ * warnings) not at all, since nothing here uses it. Anything else goes through the full protocol schema.
  */
 function parseEvent(line: string): StreamEvent | undefined {
   let value: unknown;
@@ -236,34 +240,20 @@ function parseEvent(line: string): StreamEvent | undefined {
 }
 
 const imageFormats: ReadonlySet<unknown> = new Set(['PNG', 'JPG', 'WEBP']);
-const uuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** Exactly what the protocol schema's z.uuid() accepts. */
+const uuid = z.core.regexes.uuid();
 const seed = /^\d{1,20}$/;
 
 /** The protocol's JobImage list, checked by hand: the result line is the largest, and parsed for every task. */
 function isImageList(images: unknown): images is JobImage[] {
   if (!Array.isArray(images) || images.length === 0) return false;
-  for (const image of images as unknown[]) {
-    if (
-      !(
-        typeof image === 'object' &&
-        image !== null &&
-        'imageUUID' in image &&
-        'seed' in image &&
-        'format' in image &&
-        'data' in image &&
-        typeof image.imageUUID === 'string' &&
-        uuid.test(image.imageUUID) &&
-        typeof image.seed === 'string' &&
-        seed.test(image.seed) &&
-        // Twenty digits may still exceed 2^64 - 1; fewer never do.
-        (image.seed.length < 20 || BigInt(image.seed) <= SEED_MAX) &&
-        imageFormats.has(image.format) &&
-        typeof image.data === 'string' &&
-        image.data.length > 0
-      )
-    ) {
-      return false;
-    }
+  for (const item of images as unknown[]) {
+    if (typeof item !== 'object' || item === null) return false;
+    const { imageUUID, seed: imageSeed, format, data } = item as Record<string, unknown>;
+    if (typeof imageUUID !== 'string' || !uuid.test(imageUUID)) return false;
+    // Twenty digits may still exceed 2^64 - 1; fewer never do.
+    if (typeof imageSeed !== 'string' || !seed.test(imageSeed) || (imageSeed.length === 20 && BigInt(imageSeed) > SEED_MAX)) return false;
+    if (!imageFormats.has(format) || typeof data !== 'string' || data.length === 0) return false;
   }
   return true;
 }

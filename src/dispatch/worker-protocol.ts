@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { SEED_MAX } from '../tasks/seed.js';
 
 /**
  * Worker protocol v1: what the gateway and a GPU worker say to each other (DESIGN §6). These schemas are
@@ -15,7 +16,12 @@ export const WORKER_PROTOCOL_VERSION = 'clipgate-worker/1';
 /** Families a worker can inject embeddings for. Base models may be of any family a worker serves. */
 const embeddingFamily = z.enum(['sd1', 'sdxl']);
 const modelFamily = z.string().min(1).meta({ description: 'Architecture family, e.g. `sd1`, `sdxl`, `flux`.' });
-const seedText = z.string().regex(/^\d{1,20}$/).meta({ description: 'Unsigned 64-bit seed as a decimal string (JSON numbers lose precision above 2^53).' });
+const seedText = z
+  .string()
+  .regex(/^\d{1,20}$/)
+  // Twenty digits reach past 2^64 - 1; fewer never do.
+  .refine((text) => text.length < 20 || BigInt(text) <= SEED_MAX, { message: 'a seed is at most 18446744073709551615 (2^64 - 1)' })
+  .meta({ description: 'Unsigned 64-bit seed as a decimal string (JSON numbers lose precision above 2^53), 0 to 18446744073709551615.' });
 
 export const workerErrorSchema = z
   .object({
