@@ -1,3 +1,5 @@
+import { LRUCache } from 'lru-cache';
+
 /**
  * AIR — the identifier that names a model: `source:id@version` (`civitai:118418@134583`,
  * `runware:100@1`, `recraft:v4.1-pro@0`). Ids and versions may be non-numeric. Civitai's URN form
@@ -27,8 +29,22 @@ export const AIR_MAX_LENGTH = 300;
 export const airFormatHint =
   'an AIR such as "civitai:118418@134583" or "urn:air:sdxl:embedding:civitai:118418@134583" (source:id@version)';
 
+/**
+ * Requests name the same few models over and over, so parsed AIRs are remembered (bounded; a flood of junk
+ * only evicts). They are frozen, since every task naming the model shares the object.
+ */
+const parsedAirs = new LRUCache<string, Air | false>({ max: 4096 });
+
 export function parseAir(text: string): Air | undefined {
   if (text.length > AIR_MAX_LENGTH) return undefined;
+  const known = parsedAirs.get(text);
+  if (known !== undefined) return known === false ? undefined : known;
+  const air = parseAirText(text);
+  parsedAirs.set(text, air ? Object.freeze(air) : false);
+  return air;
+}
+
+function parseAirText(text: string): Air | undefined {
   const trimmed = text.trim();
   const urn = urnForm.exec(trimmed);
   if (urn) {

@@ -32,4 +32,13 @@ describe('parseAir', () => {
       expect(parseAir(text)).toBeUndefined();
     },
   );
+
+  it('answers a repeated AIR with the same frozen object, and a repeated refusal again with nothing', () => {
+    const first = parseAir('CivitAI:4384@128713');
+    expect(parseAir('CivitAI:4384@128713')).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+    expect(first?.canonical).toBe('civitai:4384@128713');
+    expect(parseAir('civitai:4384')).toBeUndefined();
+    expect(parseAir('civitai:4384')).toBeUndefined();
+  });
 });
