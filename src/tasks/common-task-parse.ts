@@ -1,3 +1,4 @@
+import { z } from 'zod';
 import { AIR_MAX_LENGTH, parseAir, type Air } from '../models/air.js';
 import { imageInferenceFields, MAX_EMBEDDINGS_CEILING, MAX_LORAS_PER_TASK, type EmbeddingEntry, type ImageInferenceTask, type LoraEntry } from './image-inference-schema.js';
 import { schedulers, type Scheduler } from './schedulers.js';
@@ -16,8 +17,8 @@ const schedulerNames: ReadonlySet<string> = new Set(schedulers);
 const outputTypes: ReadonlySet<string> = new Set(['URL', 'base64Data', 'dataURI']);
 const outputFormats: ReadonlySet<string> = new Set(['PNG', 'JPG', 'WEBP']);
 const deliveryMethods: ReadonlySet<string> = new Set(['sync', 'async']);
-/** RFC 9562 UUIDs (versions 1–8, variant 10xx): a subset of what z.uuid() takes; the rest goes to zod. */
-const rfcUuid = /^[0-9a-f]{8}-[0-9a-f]{4}-[1-8][0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/i;
+/** Exactly what the schema's z.uuid() accepts. */
+const uuid = z.core.regexes.uuid();
 const PROMPT_MAX = 3000;
 const WEIGHT_LIMIT = 4;
 
@@ -27,7 +28,7 @@ export function parseCommonTask(raw: Record<string, unknown>): ImageInferenceTas
   }
   const { taskUUID, positivePrompt, negativePrompt, model, width, height, seed } = raw;
   if (raw['taskType'] !== 'imageInference') return undefined;
-  if (typeof taskUUID !== 'string' || !rfcUuid.test(taskUUID)) return undefined;
+  if (typeof taskUUID !== 'string' || !uuid.test(taskUUID)) return undefined;
   if (!isPrompt(positivePrompt) || (negativePrompt !== undefined && !isPrompt(negativePrompt))) return undefined;
   const modelAir = airOf(model);
   if (!modelAir || !isDimension(width) || !isDimension(height)) return undefined;
