@@ -28,14 +28,23 @@ export function selectWorker<W extends WorkerCandidate>(
   exclude: ReadonlySet<string>,
   random: () => number,
 ): Selection<W> {
-  const eligible = workers.filter((worker) => worker.available && worker.serves(model) && !exclude.has(worker.id));
-  if (eligible.length === 0) return { kind: 'none' };
-  const withRoom = eligible.filter((worker) => worker.inFlight < worker.capacity);
-  if (withRoom.length === 0) return { kind: 'full' };
-  const loaded = withRoom.filter((worker) => worker.hasLoaded(model));
-  const pool = loaded.length > 0 ? loaded : withRoom;
-  return { kind: 'selected', worker: lessLoadedOfTwo(pool, random) };
+  // One pass, collecting only what is needed: this runs for every task.
+  let eligible = false;
+  const withRoom: W[] = [];
+  const loaded: W[] = [];
+  for (const worker of workers) {
+    if (!worker.available || !worker.serves(model) || exclude.has(worker.id)) continue;
+    eligible = true;
+    if (worker.inFlight >= worker.capacity) continue;
+    withRoom.push(worker);
+    if (worker.hasLoaded(model)) loaded.push(worker);
+  }
+  if (!eligible) return { kind: 'none' };
+  if (withRoom.length === 0) return full;
+  return { kind: 'selected', worker: lessLoadedOfTwo(loaded.length > 0 ? loaded : withRoom, random) };
 }
+
+const full = { kind: 'full' } as const;
 
 function lessLoadedOfTwo<W extends WorkerCandidate>(pool: readonly W[], random: () => number): W {
   const first = pool[Math.floor(random() * pool.length)] ?? pool[0];

@@ -25,7 +25,9 @@ export function createCatalogueResolver(operatorRecords: readonly ModelRecord[] 
 
   return {
     async resolveMany(airs) {
-      return new Map(airs.map((air) => [air.canonical, resolveOne(air)]));
+      const resolutions = new Map<string, Resolution>();
+      for (const air of airs) resolutions.set(air.canonical, resolveOne(air));
+      return resolutions;
     },
   };
 }

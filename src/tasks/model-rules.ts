@@ -94,10 +94,11 @@ export function checkModelUse(
   const architectureRejected = base !== undefined && baseFamily !== undefined && use.embeddingCount > 0 && !acceptsEmbeddings(baseFamily);
   if (architectureRejected && base) errors.push(unsupportedArchitecture(base, details));
 
-  const firstIndexByAir = new Map<string, number>();
+  // Only a list of two or more can repeat an embedding: most tasks skip the map.
+  const firstIndexByAir = use.embeddings.length > 1 ? new Map<string, number>() : undefined;
   for (const embedding of use.embeddings) {
     const parameter = `embeddings[${embedding.index}].model`;
-    const earlier = firstIndexByAir.get(embedding.air.canonical);
+    const earlier = firstIndexByAir?.get(embedding.air.canonical);
     if (earlier !== undefined) {
       errors.push(
         createError(
@@ -107,7 +108,7 @@ export function checkModelUse(
         ),
       );
     } else {
-      firstIndexByAir.set(embedding.air.canonical, embedding.index);
+      firstIndexByAir?.set(embedding.air.canonical, embedding.index);
     }
 
     const record = recordOf(embedding.air);
