@@ -37,7 +37,7 @@ const MAX_REFUSAL_BYTES = 64 * 1024;
 /**
  * Runs the job through undici's dispatch API with a handler rather than `request()` and a body stream: it
  * is the hot path of every task, and the handler avoids a stream, its promises and a second abort
- * controller per job. One timer serves both deadlines: the first byte until `accepted`, then the total.
+ * controller per job. Two timers, both armed at the start: the first byte (until `accepted`) and the total.
  */
 export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadlines, cancellation: Cancellation): Promise<JobOutcome> {
   if (cancellation.cancelled) return Promise.resolve({ kind: 'cancelled' });
@@ -49,7 +49,7 @@ export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadline
         method: 'POST',
         headers: jobRequestHeaders,
         body: JSON.stringify(job),
-        // Our own timer governs; undici's idle timers would only race it.
+        // Our own timers govern; undici's idle timers would only race them.
         headersTimeout: 0,
         bodyTimeout: 0,
       },
@@ -66,7 +66,6 @@ const jobRequestHeaders = { 'content-type': 'application/json', accept: 'applica
  * final event, a deadline, a cancellation, or the connection's end.
  */
 class JobStream implements Dispatcher.DispatchHandler {
-  private readonly started = performance.now();
   private controller: Dispatcher.DispatchController | undefined;
   private settled = false;
   private accepted = false;
@@ -75,27 +74,35 @@ class JobStream implements Dispatcher.DispatchHandler {
   private pending = '';
   private refusal: Buffer[] | undefined;
   private refusalBytes = 0;
-  private timer: NodeJS.Timeout;
+  /**
+   * Both armed at the start with the durations every job shares: Node keeps one timer list per duration, so
+   * a total deadline armed at `accepted` with what remains of it would make (and drop) a list per job.
+   */
+  private readonly firstByteTimer: NodeJS.Timeout | undefined;
+  private readonly totalTimer: NodeJS.Timeout;
   private readonly stopListening: () => void;
 
   constructor(
     private readonly resolve: (outcome: JobOutcome) => void,
-    private readonly deadlines: JobDeadlines,
+    deadlines: JobDeadlines,
     cancellation: Cancellation,
   ) {
-    this.timer = setTimeout(this.onDeadline, Math.min(deadlines.firstByteMs, deadlines.totalMs), this, 'firstByte');
+    this.firstByteTimer = deadlines.firstByteMs < deadlines.totalMs ? setTimeout(this.onDeadline, deadlines.firstByteMs, this) : undefined;
+    this.totalTimer = setTimeout(this.onDeadline, deadlines.totalMs, this);
     this.stopListening = cancellation.onCancel((reason) => this.stop({ kind: 'cancelled' }, reason));
   }
 
-  /** A timer callback that takes its job as an argument rather than closing over it. */
-  private onDeadline(this: void, stream: JobStream, phase: 'firstByte' | 'total'): void {
+  /** A timer callback that takes its job as an argument rather than closing over it; a job not yet accepted missed its first byte. */
+  private onDeadline(this: void, stream: JobStream): void {
+    const phase = stream.accepted ? 'total' : 'firstByte';
     stream.stop({ kind: 'timeout', phase }, new Error(`${phase} deadline passed`));
   }
 
   private settle(outcome: JobOutcome): void {
     if (this.settled) return;
     this.settled = true;
-    clearTimeout(this.timer);
+    clearTimeout(this.firstByteTimer);
+    clearTimeout(this.totalTimer);
     this.stopListening();
     this.resolve(outcome);
   }
@@ -116,10 +123,7 @@ class JobStream implements Dispatcher.DispatchHandler {
       case 'accepted':
         if (this.accepted) return;
         this.accepted = true;
-        clearTimeout(this.timer);
-        // Whole milliseconds: Node keeps one timer list per duration, and a fractional one per job would make
-        // (and then drop) a list for every job.
-        this.timer = setTimeout(this.onDeadline, Math.max(1, Math.ceil(this.deadlines.totalMs - (performance.now() - this.started))), this, 'total');
+        clearTimeout(this.firstByteTimer);
         return;
       case 'progress':
         return;
