@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
+import type { DestinationStream } from 'pino';
 import { buildApp } from './app.js';
 import type { ReadinessProbe } from './api/routes/health.js';
 import type { Config } from './config.js';
@@ -23,6 +24,7 @@ export async function createGateway(
   operatorRecords: readonly ModelRecord[],
   logger: Pick<FastifyBaseLogger, 'info' | 'warn'>,
   readiness?: ReadinessProbe,
+  logStream?: DestinationStream,
 ): Promise<Gateway> {
   const resolution = createModelResolution(config, operatorRecords, logger);
   const dispatch = createDispatchStage(config, logger);
@@ -33,6 +35,7 @@ export async function createGateway(
     dispatcher: dispatch.dispatcher,
     imageStore: dispatch.imageStore,
     ...(readiness && { readiness }),
+    ...(logStream && { logStream }),
   });
   app.addHook('onClose', async () => {
     await dispatch.close();
