@@ -5,7 +5,7 @@
  * requests in flight against each, in alternating rounds so drift hits both alike, and prints throughput and
  * p50/p99 latency of both, and clipgate's against the proxy's as a ratio and an overhead.
  *
- *   npm run bench:dispatch [-- --requests 16000 --concurrency 50 --rounds 8 --warmup 6000 --cpu-prof DIR]
+ *   npm run bench:dispatch [-- --requests 48000 --concurrency 50 --rounds 16 --warmup 6000 --log-level warn --cpu-prof DIR]
  *
  * Target: clipgate ≥ 0.8 × the proxy's throughput, and p99 overhead ≤ 2 ms, at 50 connections on 2 cores.
  * With --cpu-prof, the gateway runs under `node --cpu-prof` (writing its profile into DIR when it exits) and the
@@ -13,7 +13,7 @@
  *
  * Each helper runs in its own process: the worker (this file, run again with --serve-fake-worker), the proxy and
  * the gateway, which is started as `npm start` starts it (package.json's start command on the built dist/) at
- * LOG_LEVEL=warn, without API keys. Loopback only; bounded in requests and time; stops by itself and kills its children on any exit.
+ * LOG_LEVEL=warn unless --log-level says otherwise, without API keys. Loopback only; bounded in requests and time; stops by itself and kills its children on any exit.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -31,12 +31,14 @@ import { announceListening, closedLoop, exitWithParent, processCpuSeconds, start
 
 const { values: args } = parseArgs({
   options: {
-    requests: { type: 'string', default: '16000' },
+    requests: { type: 'string', default: '48000' },
     concurrency: { type: 'string', default: '50' },
-    rounds: { type: 'string', default: '8' },
+    rounds: { type: 'string', default: '16' },
     /** Per variant, in alternating batches of 1000: rounds keep speeding up (JIT in all four processes) for ~5000. */
     warmup: { type: 'string', default: '6000' },
     'cpu-prof': { type: 'string' },
+    /** The gateway's LOG_LEVEL: at `info` it writes one line per request (to a pipe this process drains). */
+    'log-level': { type: 'string', default: 'warn' },
     'serve-fake-worker': { type: 'boolean', default: false },
   },
 });
@@ -46,6 +48,7 @@ const targetP99OverheadMs = 2;
 /** The whole run, start-up included; past it everything is killed. */
 const runDeadlineMs = 10 * 60_000;
 const requestTimeoutMs = 10_000;
+const outputTailChars = 16_384;
 const warmupBatch = 1000;
 const model = { air: 'civitai:4384@128713', family: 'sd1' };
 const prompt = 'a lighthouse on a cliff at dusk, oil painting';
@@ -183,9 +186,13 @@ async function startGatewayAsNpmStartDoes(env: Record<string, string>, profileDi
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  // Only the tail is kept, for error messages: at LOG_LEVEL=info every request writes a line.
   let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-outputTailChars);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
   const exited = new Promise((resolve) => child.once('exit', resolve));
   return {
     command: manifest.scripts.start,
@@ -245,7 +252,7 @@ async function main(): Promise<void> {
   const gatewayEnv = {
     PORT: String(port),
     HOST: '127.0.0.1',
-    LOG_LEVEL: 'warn',
+    LOG_LEVEL: args['log-level'],
     ...(process.env['GATEWAY_NODE_OPTIONS'] ? { NODE_OPTIONS: process.env['GATEWAY_NODE_OPTIONS'] } : {}),
     WORKER_URLS: worker.url,
     CIVITAI_BASE_URL: 'off',
@@ -303,7 +310,7 @@ async function main(): Promise<void> {
   const lines = [
     `dispatch overhead: fake worker answering instantly; ${concurrency} concurrent connections; ${perRound * rounds} requests/variant in ${rounds} alternating rounds after a warm-up of ${warmup}; 1 task (512×512 PNG, base64) per request`,
     `note: load generator, clipgate, pass-through proxy and fake worker are 4 processes sharing this machine's ${cores} CPU core${cores === 1 ? '' : 's'}${cores <= 2 ? ': each variant is also bounded by the CPU the generator and the worker take' : ''}`,
-    `clipgate: \`${gatewayCommand}\` (package.json's start), LOG_LEVEL=warn, no API keys; the proxy: bench/passthrough-proxy.ts`,
+    `clipgate: \`${gatewayCommand}\` (package.json's start), LOG_LEVEL=${args['log-level']}, no API keys; the proxy: bench/passthrough-proxy.ts`,
     `note: 1-minute load average before the run: ${loadBefore.toFixed(2)} (anything else running skews both variants)`,
     `CPU µs/request: CPU time (all threads) per request of the front process (the proxy or clipgate), the fake worker and the load generator`,
     `${'variant'.padEnd(30)}${'req/s'.padStart(8)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'front µs'.padStart(9)}${'worker µs'.padStart(10)}${'gen µs'.padStart(8)}   req/s per round`,
