@@ -46,9 +46,13 @@ export function seedToJson(seed: bigint): number | string {
 }
 
 /**
- * seedToJson for a seed already in decimal (as workers report it): up to 15 digits it is below 2^53, so the
- * BigInt round trip is skipped for the seeds nearly every image has.
+ * seedToJson for a seed already in decimal (as workers report it), without the BigInt round trip for the
+ * seeds nearly every image has: up to 15 digits it is below 2^53; from 17 digits on (no leading zero) above.
  */
 export function seedTextToJson(decimal: string): number | string {
-  return decimal.length <= 15 ? Number(decimal) : seedToJson(BigInt(decimal));
+  if (decimal.length <= 15) return Number(decimal);
+  if (decimal[0] !== '0') return decimal.length > 16 || decimal > MAX_SAFE_DECIMAL ? decimal : Number(decimal);
+  return seedToJson(BigInt(decimal));
 }
+
+const MAX_SAFE_DECIMAL = String(Number.MAX_SAFE_INTEGER);

@@ -10,7 +10,7 @@ describe('seeds in JSON', () => {
   });
 
   it('read from a worker’s decimal text give what the BigInt route gives, digit count by digit count', () => {
-    const texts = ['0', '7', '007', '42', '999999999999999', '1000000000000000', '9007199254740991', '9007199254740992', '0009007199254740993', '18446744073709551615'];
+    const texts = ['0', '7', '007', '42', '999999999999999', '1000000000000000', '9007199254740990', '9007199254740991', '9007199254740992', '9007199254740993', '9999999999999999', '0009007199254740993', '0009007199254740991', '00000000000000000042', '12345678901234567', '18446744073709551615'];
     for (let digits = 1; digits <= 20; digits++) texts.push('9'.repeat(digits), `1${'0'.repeat(digits - 1)}`);
     for (const text of texts) expect(seedTextToJson(text), text).toStrictEqual(seedToJson(BigInt(text)));
   });
