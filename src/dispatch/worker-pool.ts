@@ -23,6 +23,9 @@ export interface PooledWorker extends WorkerCandidate {
   inFlight: number;
   /** Models this gateway ran there since the last health report: loaded now, whatever the report said. */
   readonly loadedHere: Set<string>;
+  /** The last health report's models, and those it says are loaded, as sets: selection asks for every task. */
+  readonly reportedModels: Set<string>;
+  readonly reportedLoaded: Set<string>;
 }
 
 export class NoWorkerError extends Error {
@@ -73,14 +76,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   // Exponentially weighted mean of job durations, for Retry-After; starts at a typical SD 1.5 job.
   let meanJobMs = 3000;
 
-  // What each worker's last health report says it serves and has loaded, as sets: selection asks for every task.
-  const reported = new Map<string, { served: Set<string>; loaded: Set<string> }>();
-
   const workers: PooledWorker[] = options.urls.map((url) => {
     const origin = new URL(url).origin;
-    const served = new Set<string>();
-    const loaded = new Set<string>();
-    reported.set(origin, { served, loaded });
     const worker: PooledWorker = {
       id: origin,
       url: origin,
@@ -99,8 +96,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       get capacity() {
         return worker.health?.maxConcurrency ?? 1;
       },
-      serves: (model) => served.has(model),
-      hasLoaded: (model) => worker.loadedHere.has(model) || loaded.has(model),
+      reportedModels: new Set<string>(),
+      reportedLoaded: new Set<string>(),
+      serves: (model) => worker.reportedModels.has(model),
+      hasLoaded: (model) => worker.loadedHere.has(model) || worker.reportedLoaded.has(model),
     };
     return worker;
   });
@@ -157,12 +156,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       const health = response.statusCode === 200 ? workerHealthSchema.safeParse(body) : undefined;
       if (!health?.success) throw new Error(`health answered ${response.statusCode} outside protocol v1`);
       worker.health = health.data;
-      const sets = reported.get(worker.id);
-      sets?.served.clear();
-      sets?.loaded.clear();
+      worker.reportedModels.clear();
+      worker.reportedLoaded.clear();
       for (const model of health.data.models) {
-        sets?.served.add(model.air);
-        if (model.loaded) sets?.loaded.add(model.air);
+        worker.reportedModels.add(model.air);
+        if (model.loaded) worker.reportedLoaded.add(model.air);
       }
       // A worker that says it is starting or draining is taken at its word at once.
       worker.healthy = worker.health.status === 'ready';
