@@ -63,6 +63,8 @@ async function main(): Promise<void> {
   process.once('SIGINT', shutdown);
 
   await app.listen({ port: config.port, host: config.host });
+  // Start-up lines (the API_KEYS warning above all) are out by the time the gateway takes requests.
+  logStream.flushSync();
 }
 
 main().catch((error: unknown) => {
