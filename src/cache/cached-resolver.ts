@@ -109,6 +109,21 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
   }
 
   return {
+    resolveFromMemory(airs) {
+      const entries = cache.peekLocal(airs.map((air) => air.canonical));
+      if (!entries) return undefined;
+      const now = clock();
+      // A stale entry is served only with a background refresh, which resolveMany starts.
+      if (entries.some((entry) => freshnessOf(entry, now) !== 'fresh')) return undefined;
+      metrics.l1Hits += entries.length;
+      const resolutions = new Map<string, Resolution>();
+      airs.forEach((air, index) => {
+        const entry = entries[index];
+        if (entry) resolutions.set(air.canonical, entry.resolution);
+      });
+      return resolutions;
+    },
+
     async resolveMany(airs) {
       const entries = await cache.getMany(airs.map((air) => air.canonical));
       const resolutions = new Map<string, Resolution>();

@@ -11,6 +11,8 @@ import type { ResolutionMetrics } from './resolution-metrics.js';
 export interface ModelCache {
   /** Unexpired entries for the keys that have one: L1 first, then one MGET for the rest. */
   getMany(keys: readonly string[]): Promise<Map<string, CacheEntry>>;
+  /** L1 alone, synchronously: the unexpired entry of every key, or undefined as soon as one has none. Counts nothing. */
+  peekLocal(keys: readonly string[]): CacheEntry[] | undefined;
   /** L2 alone, for waiters who know another replica just wrote the key. */
   readShared(key: string): Promise<CacheEntry | undefined>;
   rememberLocally(key: string, entry: CacheEntry): void;
@@ -63,6 +65,16 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
         redis.noteFailure(error);
       }
       return found;
+    },
+
+    peekLocal(keys) {
+      const entries: CacheEntry[] = [];
+      for (const key of keys) {
+        const entry = usable(local.get(key));
+        if (!entry) return undefined;
+        entries.push(entry);
+      }
+      return entries;
     },
 
     async readShared(key) {

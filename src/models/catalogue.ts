@@ -23,11 +23,17 @@ export function createCatalogueResolver(operatorRecords: readonly ModelRecord[] 
     return { kind: 'notFound' };
   }
 
+  // Everything the catalogue knows is in memory: it always answers at once.
+  function resolveFromMemory(airs: readonly Air[]): Map<string, Resolution> {
+    const resolutions = new Map<string, Resolution>();
+    for (const air of airs) resolutions.set(air.canonical, resolveOne(air));
+    return resolutions;
+  }
+
   return {
+    resolveFromMemory,
     async resolveMany(airs) {
-      const resolutions = new Map<string, Resolution>();
-      for (const air of airs) resolutions.set(air.canonical, resolveOne(air));
-      return resolutions;
+      return resolveFromMemory(airs);
     },
   };
 }

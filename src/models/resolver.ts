@@ -21,4 +21,10 @@ export type Resolution =
  */
 export interface ModelResolver {
   resolveMany(airs: readonly Air[]): Promise<ReadonlyMap<string, Resolution>>;
+  /**
+   * resolveMany's answer synchronously, when memory alone holds a current one for every AIR; otherwise
+   * undefined, and resolveMany must be asked. Validation asks this first: a warm request then waits on no
+   * promise at all. Never starts a lookup, and never answers from a stale entry (that needs a refresh).
+   */
+  resolveFromMemory?(airs: readonly Air[]): ReadonlyMap<string, Resolution> | undefined;
 }

@@ -63,7 +63,10 @@ export async function validateTasks(tasks: readonly unknown[], dependencies: Val
     for (const entry of use.embeddings) airs.set(entry.air.canonical, entry.air);
     for (const entry of use.loras) airs.set(entry.air.canonical, entry.air);
   }
-  const resolutions: ReadonlyMap<string, Resolution> = airs.size > 0 ? await dependencies.resolver.resolveMany([...airs.values()]) : new Map();
+  const list = [...airs.values()];
+  // A warm request is answered from memory without a promise; anything else takes the full path.
+  const resolutions: ReadonlyMap<string, Resolution> =
+    list.length === 0 ? new Map() : (dependencies.resolver.resolveFromMemory?.(list) ?? (await dependencies.resolver.resolveMany(list)));
 
   return inspections.map((inspection) => {
     const outcome = inspection.use

@@ -35,6 +35,7 @@ function countingSource(answer: (air: Air) => Resolution = (a) => found(a.canoni
 
 interface Replica {
   resolve: (text: string) => Promise<Resolution | undefined>;
+  fromMemory: (text: string) => Resolution | undefined | 'not in memory';
   metrics: ReturnType<typeof createResolutionMetrics>;
   redis: RedisConnection | undefined;
   clock: { now: number };
@@ -52,6 +53,10 @@ function replica(url: string | undefined, source: ResolutionSource, namespace: s
   const resolver = createCachedResolver({ source, cache, locks, times, peerWaitMs: 5000, metrics, clock: () => clock.now, logger: quiet });
   return {
     resolve: async (text) => (await resolver.resolveMany([air(text)])).get(air(text).canonical),
+    fromMemory: (text) => {
+      const answer = resolver.resolveFromMemory?.([air(text)]);
+      return answer ? answer.get(air(text).canonical) : 'not in memory';
+    },
     metrics,
     redis,
     clock,
@@ -124,6 +129,31 @@ describe('cached resolver with a shared Redis', () => {
     expect((await commandsProcessed()) - again).toBe(1);
     expect(second.metrics.l1Hits).toBe(1);
     expect(counter.total()).toBe(1);
+  });
+
+  it('answers from memory without a promise only what L1 holds fresh, and counts it as an L1 hit', async () => {
+    const namespace = nextNamespace();
+    const counter = countingSource((a) => (a.id === '404' ? { kind: 'notFound' } : found(a.canonical)));
+    const only = replica(server.url, counter.source, namespace);
+    await until(() => only.redis?.isUp() === true);
+    expect(only.fromMemory('civitai:2@2')).toBe('not in memory');
+    await only.resolve('civitai:2@2');
+    await only.resolve('civitai:404@1');
+
+    const before = await commandsProcessed();
+    const hits = only.metrics.l1Hits;
+    expect(only.fromMemory('civitai:2@2')).toStrictEqual(found('civitai:2@2'));
+    expect(only.fromMemory('civitai:404@1')).toStrictEqual({ kind: 'notFound' });
+    expect(only.metrics.l1Hits).toBe(hits + 2);
+    // Only the INFO that measures it: memory answered alone.
+    expect((await commandsProcessed()) - before).toBe(1);
+    expect(counter.total()).toBe(2);
+
+    // Stale: the full path serves it and refreshes it in the background, so memory does not answer.
+    only.clock.now += times.ttlMs + 1;
+    expect(only.fromMemory('civitai:2@2')).toBe('not in memory');
+    expect((await only.resolve('civitai:2@2'))?.kind).toBe('found');
+    await until(() => counter.total() === 3);
   });
 
   it('remembers that a model does not exist, for the negative TTL', async () => {
