@@ -14,11 +14,11 @@ import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import type { Config } from './config.js';
 import { createError } from './errors.js';
-import type { Dispatcher } from './dispatch/dispatcher.js';
+import type { Dispatcher } from './contracts/dispatcher.js';
 import type { ImageStore } from './dispatch/image-store.js';
 import type { ContentStore } from './embeddings/content-store.js';
 import { loggerOptions } from './logger.js';
-import type { ModelResolver } from './models/resolver.js';
+import type { ModelResolver } from './contracts/model-resolver.js';
 import type { DestinationStream } from 'pino';
 
 export interface AppDependencies {

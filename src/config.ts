@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { MAX_EMBEDDINGS_CEILING } from './tasks/image-inference-schema.js';
+import { MAX_EMBEDDINGS_CEILING } from './tasks/image-inference/schema.js';
 
 /**
  * Environment → typed configuration (DESIGN §8). Every variable is validated here, and a bad one stops

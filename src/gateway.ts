@@ -4,7 +4,7 @@ import { buildApp } from './app.js';
 import type { ReadinessProbe } from './api/routes/health.js';
 import type { Config } from './config.js';
 import { createDispatchStage, type DispatchStage } from './dispatch/create-dispatch.js';
-import type { ModelRecord } from './models/model-record.js';
+import type { ModelRecord } from './contracts/model-record.js';
 import { createModelResolution, type ModelResolution } from './models/model-resolution.js';
 
 export interface Gateway {

@@ -1,7 +1,7 @@
 import { pino } from 'pino';
 import { ConfigError, loadConfig, type Config } from './config.js';
 import { createGateway } from './gateway.js';
-import type { ModelRecord } from './models/model-record.js';
+import type { ModelRecord } from './contracts/model-record.js';
 import { CatalogueFileError, loadOperatorCatalogue } from './models/operator-catalogue.js';
 
 /** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */

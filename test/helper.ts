@@ -3,11 +3,11 @@ import type { FastifyInstance } from 'fastify';
 import { afterEach } from 'vitest';
 import { buildApp, type AppDependencies } from '../src/app.js';
 import { loadConfig, type Config } from '../src/config.js';
-import type { Dispatcher } from '../src/dispatch/dispatcher.js';
+import type { Dispatcher } from '../src/contracts/dispatcher.js';
 import { createNoWorkerDispatcher } from '../src/dispatch/no-worker-dispatcher.js';
 import { createCatalogueResolver } from '../src/models/catalogue.js';
-import type { ModelRecord } from '../src/models/model-record.js';
-import { seedToJson } from '../src/tasks/seed.js';
+import type { ModelRecord } from '../src/contracts/model-record.js';
+import { seedToJson } from '../src/contracts/seed.js';
 
 export const TEST_API_KEY = 'test-key-0123456789abcdef';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { errorCatalogue, warningCatalogue, type ErrorCode, type WarningCode } from '../errors.js';
-import { imageInferenceSchema } from '../tasks/image-inference-schema.js';
+import { imageInferenceSchema } from '../tasks/image-inference/schema.js';
 
 /** Schemas of the public API's bodies, for the OpenAPI document; built from the same catalogue and task schema. */
 

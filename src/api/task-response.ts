@@ -1,5 +1,5 @@
 import { statusOf, type ApiError, type ApiWarning } from '../errors.js';
-import type { ImageResult } from '../dispatch/dispatcher.js';
+import type { ImageResult } from '../contracts/dispatcher.js';
 
 export interface TaskResponse {
   readonly data: readonly ImageResult[];

@@ -1,5 +1,5 @@
 import { errorCatalogue } from '../errors.js';
-import type { Resolution } from '../models/resolver.js';
+import type { Resolution } from '../contracts/model-resolver.js';
 
 /**
  * A remembered resolution with its clock: fresh for the TTL, then served stale (and refreshed in the

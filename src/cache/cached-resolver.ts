@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { Air } from '../models/air.js';
-import type { ModelResolver, Resolution } from '../models/resolver.js';
+import type { Air } from '../contracts/air.js';
+import type { ModelResolver, Resolution } from '../contracts/model-resolver.js';
 import { entryFor, freshnessOf, type CacheEntry, type CacheTimes } from './cache-entry.js';
 import type { ModelCache } from './model-cache.js';
 import type { Lease, PeerLocks } from './peer-lock.js';

@@ -1,4 +1,4 @@
-import type { Cancellation } from './cancellation.js';
+import type { Cancellation } from '../contracts/cancellation.js';
 
 /**
  * The bounded waiting room in front of the workers: when every eligible worker is full, a task waits here,

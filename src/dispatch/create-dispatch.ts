@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatcher } from '../contracts/dispatcher.js';
 import { createDirectoryImageStore, type ImageStore } from './image-store.js';
 import { createNoWorkerDispatcher } from './no-worker-dispatcher.js';
 import { createPoolDispatcher } from './pool-dispatcher.js';

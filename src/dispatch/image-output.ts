@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
-import type { ImageInferenceTask } from '../tasks/image-inference-schema.js';
-import { seedTextToJson } from '../tasks/seed.js';
-import type { ImageResult } from './dispatcher.js';
+import type { ImageInferenceTask } from '../tasks/image-inference/schema.js';
+import { seedTextToJson } from '../contracts/seed.js';
+import type { ImageResult } from '../contracts/dispatcher.js';
 import type { ImageStore } from './image-store.js';
 import type { JobImage } from './worker-protocol.js';
 

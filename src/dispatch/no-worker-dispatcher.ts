@@ -1,5 +1,5 @@
 import { createError } from '../errors.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatcher } from '../contracts/dispatcher.js';
 
 /**
  * The dispatcher of a gateway with no GPU workers configured: every valid task is answered with a

@@ -1,9 +1,9 @@
 import { createError, type ApiError, type ErrorDetails } from '../errors.js';
-import { embeddingFilePath } from '../embeddings/embedding-file-path.js';
-import type { ValidatedTask } from '../tasks/validated-task.js';
+import { embeddingFilePath } from '../contracts/embedding-file-path.js';
+import type { ValidatedTask } from '../contracts/validated-task.js';
 import { QueueFullError, QueueTimeoutError } from './admission-queue.js';
 import { randomSeed } from './random-seed.js';
-import type { Dispatcher } from './dispatcher.js';
+import type { Dispatcher } from '../contracts/dispatcher.js';
 import { toImageResults, type OutputContext } from './image-output.js';
 import { cancelJob, runJob } from './worker-client.js';
 import { NoWorkerError, type WorkerPool } from './worker-pool.js';

@@ -1,7 +1,7 @@
 import type { Dispatcher } from 'undici';
 import { z } from 'zod';
-import type { Cancellation } from './cancellation.js';
-import { SEED_MAX } from '../tasks/seed.js';
+import type { Cancellation } from '../contracts/cancellation.js';
+import { SEED_MAX } from '../contracts/seed.js';
 import { jobEventSchema, workerErrorBodySchema, type JobImage, type JobRequest, type WorkerError } from './worker-protocol.js';
 
 /**

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import { Pool } from 'undici';
 import { createAdmissionQueue, type Claim } from './admission-queue.js';
-import type { Cancellation } from './cancellation.js';
+import type { Cancellation } from '../contracts/cancellation.js';
 import { createCircuitBreaker, type CircuitBreaker } from './circuit-breaker.js';
 import { selectWorker, type WorkerCandidate } from './select-worker.js';
 import { workerHealthSchema, type WorkerHealth } from './worker-protocol.js';

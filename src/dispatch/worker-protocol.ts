@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { SEED_MAX } from '../tasks/seed.js';
+import { SEED_MAX } from '../contracts/seed.js';
 
 /**
  * Worker protocol v1: what the gateway and a GPU worker say to each other (DESIGN §6). These schemas are

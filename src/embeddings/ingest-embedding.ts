@@ -1,7 +1,7 @@
 import type { ErrorCode } from '../errors.js';
-import type { EmbeddingFileFacts } from '../models/model-record.js';
-import type { Family } from '../models/families.js';
-import type { RegistryFile } from '../models/civitai-registry.js';
+import type { EmbeddingFileFacts } from '../contracts/model-record.js';
+import type { Family } from '../contracts/families.js';
+import type { RegistryFile } from '../contracts/registry-file.js';
 import { toCanonicalSafetensors } from './canonical-safetensors.js';
 import type { ContentStore } from './content-store.js';
 import { DownloadError, downloadFile } from './download-file.js';

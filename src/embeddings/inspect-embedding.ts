@@ -1,3 +1,4 @@
+import type { EmbeddingFileFormat } from '../contracts/model-record.js';
 import { classifyEmbedding, type EmbeddingFileFamily, type EmbeddingSlot, type FoundTensor } from './embedding-layout.js';
 import { EmbeddingFileError } from './embedding-file-error.js';
 import { floatDtypeBytes, isFloatDtype, toFloat32 } from './float-conversion.js';
@@ -16,7 +17,6 @@ import { openTorchArchive } from './torch-zip-reader.js';
 
 export type { EmbeddingFileFamily } from './embedding-layout.js';
 export { EmbeddingFileError, type EmbeddingFileProblem } from './embedding-file-error.js';
-export type EmbeddingFormat = 'safetensors' | 'a1111-pt' | 'diffusers-bin';
 
 export interface EmbeddingTensor {
   /** [vectors, width]; a 1-D tensor in the file is one vector. */
@@ -26,7 +26,7 @@ export interface EmbeddingTensor {
 }
 
 export interface InspectedEmbedding {
-  readonly format: EmbeddingFormat;
+  readonly format: EmbeddingFileFormat;
   readonly family: EmbeddingFileFamily;
   readonly vectors: number;
   /** sd1 → clip_l; sd2 → clip_h; sdxl → clip_l + clip_g */
@@ -95,7 +95,7 @@ async function inspectTorchArchive(bytes: Uint8Array, maxUncompressedBytes: numb
   }
 }
 
-async function classifyAndRead(format: EmbeddingFormat, found: readonly FoundTensor[]): Promise<InspectedEmbedding> {
+async function classifyAndRead(format: EmbeddingFileFormat, found: readonly FoundTensor[]): Promise<InspectedEmbedding> {
   const layout = classifyEmbedding(found);
   const tensors: Partial<Record<EmbeddingSlot, EmbeddingTensor>> = {};
   for (const { slot, width, tensor } of layout.slots) {

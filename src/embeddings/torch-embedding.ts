@@ -1,3 +1,4 @@
+import type { EmbeddingFileFormat } from '../contracts/model-record.js';
 import { EmbeddingFileError } from './embedding-file-error.js';
 import { describeKind, isKind, type PickleDict, type PickleValue, type TorchTensorRef } from './pickle-values.js';
 
@@ -9,7 +10,7 @@ import { describeKind, isKind, type PickleDict, type PickleValue, type TorchTens
  *   for SDXL — a dict whose values are all tensors.
  */
 
-export type TorchEmbeddingFormat = 'a1111-pt' | 'diffusers-bin';
+export type TorchEmbeddingFormat = Exclude<EmbeddingFileFormat, 'safetensors'>;
 
 export interface NamedTorchTensor {
   readonly name: string;

@@ -1,4 +1,4 @@
-import type { Family } from './families.js';
+import type { Family } from '../contracts/families.js';
 
 /**
  * Civitai's `baseModel` labels mapped to families, by their root ecosystem

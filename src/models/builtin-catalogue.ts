@@ -1,4 +1,4 @@
-import type { ModelRecord } from './model-record.js';
+import type { ModelRecord } from '../contracts/model-record.js';
 
 /**
  * Well-known models (DESIGN §3), so the common cases resolve with no registry call. An operator's

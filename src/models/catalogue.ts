@@ -1,7 +1,7 @@
-import type { Air } from './air.js';
+import type { Air } from '../contracts/air.js';
 import { builtinCatalogue, thirdPartySources } from './builtin-catalogue.js';
-import type { ModelRecord } from './model-record.js';
-import type { ModelResolver, Resolution } from './resolver.js';
+import type { ModelRecord } from '../contracts/model-record.js';
+import type { ModelResolver, Resolution } from '../contracts/model-resolver.js';
 
 /**
  * Resolves AIRs from what clipgate knows without asking anyone: the built-in list, the operator's

@@ -9,10 +9,10 @@ import { createResolutionMetrics, type ResolutionMetrics } from '../cache/resolu
 import { createContentStore, type ContentStore } from '../embeddings/content-store.js';
 import { createCatalogueResolver } from './catalogue.js';
 import { createCivitaiRegistry } from './civitai-registry.js';
-import type { ModelRecord } from './model-record.js';
+import type { ModelRecord } from '../contracts/model-record.js';
 import { createModelResolver } from './model-resolver.js';
 import { createRegistrySource } from './registry-source.js';
-import type { ModelResolver } from './resolver.js';
+import type { ModelResolver } from '../contracts/model-resolver.js';
 
 /** Keys of every shared Redis entry start with this; bump the version when their shape changes. */
 export const REDIS_NAMESPACE = 'clipgate:v1';

@@ -1,5 +1,5 @@
-import type { Air } from './air.js';
-import type { ModelResolver, Resolution } from './resolver.js';
+import type { Air } from '../contracts/air.js';
+import type { ModelResolver, Resolution } from '../contracts/model-resolver.js';
 
 /**
  * The order of sources (DESIGN §4): the catalogue (operator file over built-ins) answers first; Civitai

@@ -1,9 +1,9 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
-import { parseAir } from './air.js';
+import { parseAir } from '../contracts/air.js';
 import { familyOfBaseModel } from './base-models.js';
-import { families } from './families.js';
-import { modelTypes, type ModelRecord } from './model-record.js';
+import { families } from '../contracts/families.js';
+import { modelTypes, type ModelRecord } from '../contracts/model-record.js';
 
 /**
  * The operator's catalogue file (MODEL_CATALOG_PATH): the models this fleet serves and the embeddings

@@ -1,26 +1,15 @@
 import { z } from 'zod';
 import { familyOfBaseModel } from './base-models.js';
-import type { Family } from './families.js';
-import type { ModelType } from './model-record.js';
+import type { Family } from '../contracts/families.js';
+import type { ModelType } from '../contracts/model-record.js';
+import type { RegistryFile } from '../contracts/registry-file.js';
+
+export type { RegistryFile };
 
 /**
  * A Civitai-compatible registry's model-version answer (DESIGN §4) → what clipgate uses of it. Only the
  * fields we read are declared; extra fields are ignored, so the registry can grow without breaking us.
  */
-
-export interface RegistryFile {
-  readonly name: string;
-  readonly sizeBytes: number;
-  /** Civitai's `metadata.format`: `SafeTensor`, `PickleTensor`, `Other`, …; `Other` when absent. */
-  readonly format: string;
-  /** Lower-case hex; undefined when the registry gave none or gave something that is not a SHA-256. */
-  readonly sha256: string | undefined;
-  readonly downloadUrl: string;
-  readonly primary: boolean;
-  /** `Pending`, `Success`, `Danger`, `Error`; `Pending` when absent (not scanned yet). */
-  readonly pickleScan: string;
-  readonly virusScan: string;
-}
 
 export interface RegistryModelVersion {
   readonly modelId: string;

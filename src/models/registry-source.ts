@@ -3,7 +3,7 @@ import type { ResolutionMetrics } from '../cache/resolution-metrics.js';
 import type { ResolutionSource } from '../cache/cached-resolver.js';
 import { EmbeddingRejected, EmbeddingUnavailable, ingestEmbedding, type IngestDependencies } from '../embeddings/ingest-embedding.js';
 import { RegistryUnavailableError, type CivitaiRegistry } from './civitai-registry.js';
-import type { ModelRecord } from './model-record.js';
+import type { ModelRecord } from '../contracts/model-record.js';
 
 /**
  * The registry as a source of resolutions: Civitai AIRs are looked up by version id; an embedding's file is

@@ -5,8 +5,8 @@ import { createModelCache } from '../../src/cache/model-cache.js';
 import { createPeerLocks } from '../../src/cache/peer-lock.js';
 import { connectRedis, type RedisConnection } from '../../src/cache/redis-connection.js';
 import { createResolutionMetrics } from '../../src/cache/resolution-metrics.js';
-import { parseAir, type Air } from '../../src/models/air.js';
-import type { Resolution } from '../../src/models/resolver.js';
+import { parseAir, type Air } from '../../src/contracts/air.js';
+import type { Resolution } from '../../src/contracts/model-resolver.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
 
 const quiet = { info: () => undefined, warn: () => undefined };

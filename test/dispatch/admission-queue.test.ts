@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { createAdmissionQueue, QueueFullError, QueueTimeoutError, type Claim } from '../../src/dispatch/admission-queue.js';
-import { createCancellation, neverCancelled } from '../../src/dispatch/cancellation.js';
+import { createCancellation, neverCancelled } from '../../src/contracts/cancellation.js';
 
 describe('admission queue', () => {
   it('serves waiters first come, first served, as capacity frees', async () => {

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { Pool } from 'undici';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { createCancellation, neverCancelled } from '../../src/dispatch/cancellation.js';
+import { createCancellation, neverCancelled } from '../../src/contracts/cancellation.js';
 import { runJob, type JobOutcome } from '../../src/dispatch/worker-client.js';
 import { jobImageSchema, type JobRequest } from '../../src/dispatch/worker-protocol.js';
 

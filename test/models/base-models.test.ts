@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { familyOfBaseModel, knownBaseModelLabels } from '../../src/models/base-models.js';
-import { acceptsEmbeddings } from '../../src/models/families.js';
+import { acceptsEmbeddings } from '../../src/contracts/families.js';
 
 describe('familyOfBaseModel', () => {
   it.each([

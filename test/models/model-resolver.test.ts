@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { parseAir, type Air } from '../../src/models/air.js';
+import { parseAir, type Air } from '../../src/contracts/air.js';
 import { createCatalogueResolver } from '../../src/models/catalogue.js';
-import type { ModelRecord } from '../../src/models/model-record.js';
+import type { ModelRecord } from '../../src/contracts/model-record.js';
 import { createModelResolver } from '../../src/models/model-resolver.js';
-import type { ModelResolver } from '../../src/models/resolver.js';
+import type { ModelResolver } from '../../src/contracts/model-resolver.js';
 import { testRecords } from '../helper.js';
 
 const airs = (...texts: string[]): Air[] =>

@@ -2,7 +2,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { parseAir } from '../../src/models/air.js';
+import { parseAir } from '../../src/contracts/air.js';
 import { createCatalogueResolver } from '../../src/models/catalogue.js';
 import { CatalogueFileError, loadOperatorCatalogue } from '../../src/models/operator-catalogue.js';
 

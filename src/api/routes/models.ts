@@ -1,12 +1,12 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { createError } from '../../errors.js';
-import { airFormatHint, parseAir } from '../../models/air.js';
-import { acceptsEmbeddings, families } from '../../models/families.js';
-import { modelTypes, type ModelRecord } from '../../models/model-record.js';
-import type { ModelResolver } from '../../models/resolver.js';
+import { airFormatHint, parseAir } from '../../contracts/air.js';
+import { acceptsEmbeddings, families } from '../../contracts/families.js';
+import { embeddingFileFormats, modelTypes, type ModelRecord } from '../../contracts/model-record.js';
+import type { ModelResolver } from '../../contracts/model-resolver.js';
 import { sendError } from '../send-error.js';
-import { embeddingFilePath } from '../../embeddings/embedding-file-path.js';
+import { embeddingFilePath } from '../../contracts/embedding-file-path.js';
 import { taskResponseSchema } from '../response-schema.js';
 
 const modelRecordSchema = z
@@ -24,7 +24,7 @@ const modelRecordSchema = z
       .object({
         sha256: z.string(),
         sizeBytes: z.int(),
-        format: z.enum(['safetensors', 'a1111-pt', 'diffusers-bin']),
+        format: z.enum(embeddingFileFormats),
         vectors: z.int(),
         canonicalSha256: z.string(),
         canonicalSizeBytes: z.int(),

@@ -1,9 +1,9 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { createCancellation } from '../../dispatch/cancellation.js';
-import type { Dispatcher, ImageResult } from '../../dispatch/dispatcher.js';
+import { createCancellation } from '../../contracts/cancellation.js';
+import type { Dispatcher, ImageResult } from '../../contracts/dispatcher.js';
 import { createError, type ApiError } from '../../errors.js';
-import type { ModelResolver } from '../../models/resolver.js';
-import { validateTasks } from '../../tasks/validate-tasks.js';
+import type { ModelResolver } from '../../contracts/model-resolver.js';
+import { validateTasks } from '../../tasks/image-inference/validate.js';
 import { ClientRequestError } from '../client-request-error.js';
 import { taskArraySchema, taskResponseSchema } from '../response-schema.js';
 import { responseStatus, type TaskResponse } from '../task-response.js';

@@ -1,6 +1,6 @@
 import { z } from 'zod';
-import { AIR_MAX_LENGTH, parseAir, type Air } from '../models/air.js';
-import { imageInferenceFields, MAX_EMBEDDINGS_CEILING, MAX_LORAS_PER_TASK, type EmbeddingEntry, type ImageInferenceTask, type LoraEntry } from './image-inference-schema.js';
+import { AIR_MAX_LENGTH, parseAir, type Air } from '../../contracts/air.js';
+import { imageInferenceFields, MAX_EMBEDDINGS_CEILING, MAX_LORAS_PER_TASK, type EmbeddingEntry, type ImageInferenceTask, type LoraEntry } from './schema.js';
 import { schedulers, type Scheduler } from './schedulers.js';
 
 /**

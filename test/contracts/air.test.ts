@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAir } from '../../src/models/air.js';
+import { parseAir } from '../../src/contracts/air.js';
 
 describe('parseAir', () => {
   it.each([

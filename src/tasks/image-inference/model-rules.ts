@@ -1,8 +1,8 @@
-import { createError, createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../errors.js';
-import type { Air } from '../models/air.js';
-import { acceptsEmbeddings, familyFacts, type Family } from '../models/families.js';
-import { modelTypeLabels, type ModelRecord } from '../models/model-record.js';
-import type { Resolution } from '../models/resolver.js';
+import { createError, createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../../errors.js';
+import type { Air } from '../../contracts/air.js';
+import { acceptsEmbeddings, familyFacts, type Family } from '../../contracts/families.js';
+import { modelTypeLabels, type ModelRecord } from '../../contracts/model-record.js';
+import type { Resolution } from '../../contracts/model-resolver.js';
 
 /**
  * The semantic half of validation: given what each AIR resolved to, decide whether the task's base

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { parseCommonTask } from '../../src/tasks/common-task-parse.js';
-import { imageInferenceSchema } from '../../src/tasks/image-inference-schema.js';
-import { schedulers } from '../../src/tasks/schedulers.js';
-import { seededRandom } from '../support/seeded-random.js';
+import { parseCommonTask } from '../../../src/tasks/image-inference/fast-parse.js';
+import { imageInferenceSchema } from '../../../src/tasks/image-inference/schema.js';
+import { schedulers } from '../../../src/tasks/image-inference/schedulers.js';
+import { seededRandom } from '../../support/seeded-random.js';
 
 /**
  * parseCommonTask must never accept what the schema refuses, and must give exactly the schema's output for

@@ -1,6 +1,6 @@
 import type { ApiError, ErrorDetails } from '../errors.js';
 import type { Cancellation } from './cancellation.js';
-import type { ValidatedTask } from '../tasks/validated-task.js';
+import type { ValidatedTask } from './validated-task.js';
 
 /** One generated image as the public API reports it (Runware's field names). */
 export interface ImageResult {

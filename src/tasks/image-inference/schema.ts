@@ -1,7 +1,7 @@
 import { z } from 'zod';
-import { airFormatHint, parseAir, type Air, AIR_MAX_LENGTH } from '../models/air.js';
+import { airFormatHint, parseAir, type Air, AIR_MAX_LENGTH } from '../../contracts/air.js';
 import { schedulers } from './schedulers.js';
-import { seedSchema } from './seed.js';
+import { seedSchema } from '../../contracts/seed.js';
 
 /**
  * The structural shape of an `imageInference` task (DESIGN §2), Runware's field names. Semantic rules —

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { seedTextToJson, seedToJson } from '../../src/tasks/seed.js';
+import { seedTextToJson, seedToJson } from '../../src/contracts/seed.js';
 
 describe('seeds in JSON', () => {
   it('are numbers while exact and decimal strings above 2^53', () => {

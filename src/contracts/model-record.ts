@@ -6,12 +6,16 @@ export type ModelType = (typeof modelTypes)[number];
 /** Where a record came from. */
 export type RecordSource = 'builtin' | 'operator' | 'provider' | 'registry';
 
+/** The embedding file formats clipgate reads (A1111 `.pt`, diffusers `.bin`, kohya / SDXL `.safetensors`). */
+export const embeddingFileFormats = ['safetensors', 'a1111-pt', 'diffusers-bin'] as const;
+export type EmbeddingFileFormat = (typeof embeddingFileFormats)[number];
+
 /** What the gateway learned from an embedding's file: the facts a worker needs to fetch and inject it. */
 export interface EmbeddingFileFacts {
   /** SHA-256 of the file as published. */
   readonly sha256: string;
   readonly sizeBytes: number;
-  readonly format: 'safetensors' | 'a1111-pt' | 'diffusers-bin';
+  readonly format: EmbeddingFileFormat;
   /** Number of token vectors per text encoder. */
   readonly vectors: number;
   /** SHA-256 of the canonical safetensors copy workers download. */

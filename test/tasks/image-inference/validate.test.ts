@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { createCatalogueResolver } from '../../src/models/catalogue.js';
-import type { ModelResolver } from '../../src/models/resolver.js';
-import { MAX_ERRORS_PER_TASK, validateTasks } from '../../src/tasks/validate-tasks.js';
-import { imageTask, testRecords } from '../helper.js';
+import { createCatalogueResolver } from '../../../src/models/catalogue.js';
+import type { ModelResolver } from '../../../src/contracts/model-resolver.js';
+import { MAX_ERRORS_PER_TASK, validateTasks } from '../../../src/tasks/image-inference/validate.js';
+import { imageTask, testRecords } from '../../helper.js';
 
 const resolver = createCatalogueResolver(testRecords);
 const limits = { maxEmbeddingsPerTask: 10 };

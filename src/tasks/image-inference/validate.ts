@@ -1,7 +1,7 @@
-import { createError, createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../errors.js';
-import type { Air } from '../models/air.js';
-import type { ModelResolver, Resolution } from '../models/resolver.js';
-import type { ValidatedTask } from './validated-task.js';
+import { createError, createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../../errors.js';
+import type { Air } from '../../contracts/air.js';
+import type { ModelResolver, Resolution } from '../../contracts/model-resolver.js';
+import type { ValidatedTask } from '../../contracts/validated-task.js';
 import {
   airSchema,
   embeddingEntrySchema,
@@ -10,10 +10,10 @@ import {
   loraEntrySchema,
   MAX_LORAS_PER_TASK,
   type ImageInferenceTask,
-} from './image-inference-schema.js';
-import { parseCommonTask } from './common-task-parse.js';
+} from './schema.js';
+import { parseCommonTask } from './fast-parse.js';
 import { checkModelUse, type ModelUse, type RuleLimits } from './model-rules.js';
-import { issuesToErrors } from './structural-errors.js';
+import { issuesToErrors } from '../structural-errors.js';
 
 /**
  * The validation stage: structure (zod) first, then semantics against resolved models. Every task is
