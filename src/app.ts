@@ -1,6 +1,6 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
-import { createApiKeyCheck } from './api/auth.js';
+import { installBearerAuth } from './api/auth.js';
 import { installErrorHandling } from './api/error-handler.js';
 import { sendError } from './api/send-error.js';
 import { parseJsonBody } from './api/json-body.js';
@@ -12,6 +12,9 @@ import { embeddingFileRoutes } from './api/routes/embedding-files.js';
 import { imageRoutes } from './api/routes/images.js';
 import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
+import { createApiKeys } from './tasks/api-keys.js';
+import { createTaskService } from './tasks/task-service.js';
+import { createTaskTypes } from './tasks/task-types.js';
 import type { Config } from './config.js';
 import { createError } from './errors.js';
 import type { Dispatcher } from './contracts/dispatcher.js';
@@ -80,13 +83,16 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   if (dependencies.contentStore) await app.register(embeddingFileRoutes, { store: dependencies.contentStore });
   if (dependencies.imageStore) await app.register(imageRoutes, { store: dependencies.imageStore });
 
+  const keys = createApiKeys(config.apiKeys);
+  const service = createTaskService(
+    createTaskTypes({ keys, resolver: dependencies.resolver, dispatcher: dependencies.dispatcher, limits: config.limits }),
+    keys,
+  );
+  // The task routes authorize inside: Runware's payload auth puts the key in the body.
+  app.decorateRequest('principal', undefined);
+  await app.register(taskRoutes, { service, keys, maxTasksPerRequest: config.limits.maxTasksPerRequest });
   await app.register(async (api) => {
-    if (config.apiKeys.length > 0) api.addHook('onRequest', createApiKeyCheck(config.apiKeys));
-    await api.register(taskRoutes, {
-      resolver: dependencies.resolver,
-      dispatcher: dependencies.dispatcher,
-      limits: config.limits,
-    });
+    installBearerAuth(api, keys, { keyInBody: false });
     await api.register(modelRoutes, { resolver: dependencies.resolver, publicBaseUrl: config.publicBaseUrl });
   });
 

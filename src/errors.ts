@@ -41,12 +41,17 @@ export const errorCatalogue = {
   missingApiKey: {
     status: 401,
     retryable: false,
-    description: 'No `Authorization: Bearer <key>` header was sent.',
+    description: 'No key was sent: neither an `Authorization: Bearer <key>` header nor a leading `authentication` task (on a WebSocket: tasks before `authentication`).',
   },
   invalidApiKey: {
     status: 401,
     retryable: false,
-    description: 'The bearer key is not one of the configured API keys.',
+    description: 'The key (bearer header or `authentication` task) is not one of the configured API keys.',
+  },
+  tooManyConnections: {
+    status: 429,
+    retryable: true,
+    description: 'This API key already holds WS_MAX_SOCKETS_PER_KEY WebSocket connections to this gateway replica.',
   },
   invalidUrl: {
     status: 400,
@@ -114,6 +119,16 @@ export const errorCatalogue = {
     status: 400,
     retryable: false,
     description: 'Two tasks in one request share a `taskUUID`.',
+  },
+  conflictTaskUUID: {
+    status: 409,
+    retryable: false,
+    description: 'A task with this `taskUUID` is still being answered on another live WebSocket of the same key.',
+  },
+  unsupportedFeature: {
+    status: 400,
+    retryable: false,
+    description: "A documented Runware field asks for something clipgate's workers do not do (image-to-image, inpainting, ControlNet, …); the message says what to do instead.",
   },
 
   // Task-level semantic problems.
@@ -211,6 +226,11 @@ export const errorCatalogue = {
     retryable: true,
     description: 'Every worker for the model is busy and the queue is full (QUEUE_MAX); retry after `retryAfter` seconds.',
   },
+  tooManyTasksInFlight: {
+    status: 429,
+    retryable: true,
+    description: 'This WebSocket already has WS_MAX_TASKS_IN_FLIGHT tasks running; send more as earlier ones finish.',
+  },
   queueTimeout: {
     status: 503,
     retryable: true,
@@ -290,6 +310,10 @@ export const warningCatalogue = {
   deliveredSynchronously: {
     description:
       '`deliveryMethod: "async"` or a `webhookURL` was sent; this gateway answers every task in its request and calls no webhook yet.',
+  },
+  parameterNotApplied: {
+    description:
+      'A documented Runware field that changes nothing about the image (acceleration, ttl, outputQuality on PNG, …) was taken but not applied; the message says why.',
   },
   negativeEmbeddingWithoutGuidance: {
     description:

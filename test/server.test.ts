@@ -33,7 +33,7 @@ describe('a listening gateway', () => {
     const text = await response.body.text();
     expect(response.statusCode).toBe(200);
     expect(response.headers['x-request-id']).toBe('listen-1');
-    expect(text).toContain('"seed":"12345678901234567890"');
+    expect(text).toContain('"seed":12345678901234567890}');
     const body = JSON.parse(text) as { data: unknown[]; errors: { code: string }[] };
     expect(body.data).toHaveLength(1);
     expect(body.errors.map((error) => error.code)).toEqual(['unsupportedEmbeddingArchitecture']);

@@ -1,32 +1,38 @@
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Principal } from '../contracts/principal.js';
 import { createError } from '../errors.js';
+import type { ApiKeys } from '../tasks/api-keys.js';
 import { ClientRequestError } from './client-request-error.js';
 
-/**
- * Bearer API keys. Keys are compared as SHA-256 digests with timingSafeEqual, so the time taken says
- * nothing about how much of a guess matched, nor about the keys' lengths.
- */
-export function createApiKeyCheck(apiKeys: readonly string[]): (request: FastifyRequest) => Promise<void> {
-  const digests = apiKeys.map(digest);
-  return async (request) => {
-    const header = request.headers.authorization;
-    const match = header === undefined ? null : /^Bearer\s+(\S+)\s*$/i.exec(header);
-    if (!match?.[1]) {
-      throw new ClientRequestError(
-        createError('missingApiKey', 'This endpoint needs an API key: send the header "Authorization: Bearer <key>".'),
-      );
-    }
-    const presented = digest(match[1]);
-    // Compare against every key, without stopping early, so the position of a match does not show either.
-    let valid = false;
-    for (const key of digests) valid = timingSafeEqual(presented, key) || valid;
-    if (!valid) {
-      throw new ClientRequestError(createError('invalidApiKey', 'The API key is not valid. Check it, or ask the operator for one.'));
-    }
-  };
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Who sent the request, by its bearer key; undefined when it sent none. */
+    principal: Principal | undefined;
+  }
 }
 
-function digest(key: string): Buffer {
-  return createHash('sha256').update(key).digest();
+/**
+ * Bearer keys, checked before the body is read. A request without the header is let through only where
+ * the key may come in the body instead (`keyInBody`: the task routes, Runware's payload auth); a header that
+ * is not `Bearer <key>`, or a key that is not valid, is refused either way.
+ */
+export function installBearerAuth(app: FastifyInstance, keys: ApiKeys, options: { keyInBody: boolean }): void {
+  app.addHook('onRequest', async (request) => {
+    const key = bearerKeyOf(request);
+    if (key === undefined) {
+      if (options.keyInBody || keys.open) return;
+      throw new ClientRequestError(createError('missingApiKey', 'This endpoint needs an API key: send the header "Authorization: Bearer <key>".'));
+    }
+    const principal = keys.verify(key);
+    if (!principal) throw new ClientRequestError(createError('invalidApiKey', 'The API key is not valid. Check it, or ask the operator for one.'));
+    request.principal = principal;
+  });
+}
+
+function bearerKeyOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (header === undefined) return undefined;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  if (!match?.[1]) throw new ClientRequestError(createError('missingApiKey', 'The Authorization header must be "Bearer <key>".'));
+  return match[1];
 }

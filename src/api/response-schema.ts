@@ -1,11 +1,13 @@
 import { z } from 'zod';
 import { errorCatalogue, warningCatalogue, type ErrorCode, type WarningCode } from '../errors.js';
+import { authenticationTaskSchema } from '../tasks/authentication/authentication-task.js';
 import { imageInferenceSchema } from '../tasks/image-inference/schema.js';
+import { pingTaskSchema } from '../tasks/ping/ping-task.js';
 
 /** Schemas of the public API's bodies, for the OpenAPI document; built from the same catalogue and task schema. */
 
 export const taskArraySchema = z
-  .array(imageInferenceSchema)
+  .array(z.union([imageInferenceSchema, authenticationTaskSchema, pingTaskSchema]))
   .min(1)
   .meta({ description: 'A JSON array of tasks; each is validated and run independently (a single object is refused).' });
 
@@ -37,6 +39,10 @@ const warningSchema = z
   })
   .meta({ id: 'Warning' });
 
+const seedOut = z
+  .union([z.int(), z.string()])
+  .meta({ description: 'Exact seed: a JSON number with every digit (beyond 2^53 too); a decimal string when the task sent its seed as one.' });
+
 const imageResultSchema = z
   .object({
     taskType: z.literal('imageInference'),
@@ -45,15 +51,35 @@ const imageResultSchema = z
     imageURL: z.string().optional(),
     imageBase64Data: z.string().optional(),
     imageDataURI: z.string().optional(),
-    seed: z.union([z.int(), z.string()]).meta({ description: 'Exact seed; a decimal string above 2^53.' }),
+    seed: seedOut,
+    NSFWContent: z.boolean().optional().meta({ description: "Present when the task asked for checkNSFW: the worker's classifier's verdict." }),
     cost: z.number().optional(),
   })
   .meta({ id: 'ImageResult' });
 
+const authenticationResultSchema = z
+  .object({
+    taskType: z.literal('authentication'),
+    connectionSessionUUID: z.string().optional().meta({ description: 'The WebSocket session, to resume it with; absent over REST.' }),
+    taskUUID: z.string().optional(),
+  })
+  .meta({ id: 'AuthenticationResult' });
+
+const pongSchema = z
+  .object({ taskType: z.literal('ping'), pong: z.literal(true), taskUUID: z.string().optional() })
+  .meta({ id: 'PongResult' });
+
 export const taskResponseSchema = z
   .object({
-    data: z.array(imageResultSchema),
-    errors: z.array(errorSchema),
-    warnings: z.array(warningSchema),
+    data: z.array(z.union([imageResultSchema, authenticationResultSchema, pongSchema])).min(1).optional(),
+    errors: z.array(errorSchema).min(1).optional(),
+    warnings: z.array(warningSchema).min(1).optional(),
+    error: z
+      .object({ code: errorSchema.shape.code, message: z.string(), parameter: z.string().optional() })
+      .optional()
+      .meta({ description: "When no task produced data: the dominant error's code and message, for clients that read a single error." }),
   })
-  .meta({ id: 'TaskResponse' });
+  .meta({
+    id: 'TaskResponse',
+    description: 'Members are present only when they hold something, as in Runware\'s answers.',
+  });

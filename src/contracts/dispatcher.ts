@@ -1,19 +1,9 @@
 import type { ApiError, ErrorDetails } from '../errors.js';
 import type { Cancellation } from './cancellation.js';
+import type { ImageResult } from './task-result.js';
 import type { ValidatedTask } from './validated-task.js';
 
-/** One generated image as the public API reports it (Runware's field names). */
-export interface ImageResult {
-  readonly taskType: 'imageInference';
-  readonly taskUUID: string;
-  readonly imageUUID: string;
-  readonly imageURL?: string;
-  readonly imageBase64Data?: string;
-  readonly imageDataURI?: string;
-  /** Exact: a number when it fits in 2^53, else a decimal string. */
-  readonly seed: number | string;
-  readonly cost?: number;
-}
+export type { ImageResult };
 
 export type DispatchOutcome =
   | { readonly kind: 'images'; readonly images: readonly ImageResult[] }

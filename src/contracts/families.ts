@@ -65,9 +65,11 @@ export const familyFacts: Record<Family, FamilyFacts> = {
 };
 
 /** The families whose CLIP text encoders clipgate's workers can extend with textual inversions. */
-export const embeddingFamilies: ReadonlySet<Family> = new Set<Family>(['sd1', 'sdxl']);
+export const embeddingFamilyNames = ['sd1', 'sdxl'] as const satisfies readonly Family[];
+export type EmbeddingFamily = (typeof embeddingFamilyNames)[number];
+export const embeddingFamilies: ReadonlySet<Family> = new Set<Family>(embeddingFamilyNames);
 
-export function acceptsEmbeddings(family: Family): boolean {
+export function acceptsEmbeddings(family: Family): family is EmbeddingFamily {
   return embeddingFamilies.has(family);
 }
 

@@ -40,19 +40,26 @@ function toSeed(value: number | string | bigint): bigint | undefined {
   return seed >= 0n && seed <= SEED_MAX ? seed : undefined;
 }
 
-/** JSON has no BigInt: a seed goes out as a number when exact, else as a decimal string. */
-export function seedToJson(seed: bigint): number | string {
-  return seed <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(seed) : seed.toString();
+/**
+ * A seed as the client reads it: a JSON number with every digit (a bigint beyond 2^53 − 1, which the wire
+ * writer spells out exactly), or its decimal string when the task sent its seed as a string.
+ */
+export function seedToJson(seed: bigint, asText = false): number | bigint | string {
+  if (asText) return seed.toString();
+  return seed <= MAX_SAFE_SEED ? Number(seed) : seed;
 }
 
 /**
  * seedToJson for a seed already in decimal (as workers report it), without the BigInt round trip for the
  * seeds nearly every image has: up to 15 digits it is below 2^53; from 17 digits on (no leading zero) above.
  */
-export function seedTextToJson(decimal: string): number | string {
+export function seedTextToJson(decimal: string, asText = false): number | bigint | string {
+  if (asText) return decimal[0] === '0' && decimal.length > 1 ? BigInt(decimal).toString() : decimal;
   if (decimal.length <= 15) return Number(decimal);
-  if (decimal[0] !== '0') return decimal.length > 16 || decimal > MAX_SAFE_DECIMAL ? decimal : Number(decimal);
+  if (decimal[0] !== '0') return decimal.length > 16 || decimal > MAX_SAFE_DECIMAL ? BigInt(decimal) : Number(decimal);
   return seedToJson(BigInt(decimal));
 }
 
+/** Random seeds stay at or below this, so that a JavaScript client reads them exactly (DESIGN §2). */
+export const MAX_SAFE_SEED = BigInt(Number.MAX_SAFE_INTEGER);
 const MAX_SAFE_DECIMAL = String(Number.MAX_SAFE_INTEGER);

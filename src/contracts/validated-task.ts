@@ -1,6 +1,6 @@
 import type { Air } from './air.js';
 import type { ModelRecord } from './model-record.js';
-import type { ImageInferenceTask } from '../tasks/image-inference/schema.js';
+import type { ImageInferenceTask } from './image-inference-task.js';
 
 /** A task that passed validation, with what its AIRs resolved to: all the dispatcher needs. */
 export interface ValidatedTask {

@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { ImageInferenceTask } from '../tasks/image-inference/schema.js';
+import type { ImageInferenceTask } from '../contracts/image-inference-task.js';
 import { seedTextToJson } from '../contracts/seed.js';
 import type { ImageResult } from '../contracts/dispatcher.js';
 import type { ImageStore } from './image-store.js';
@@ -53,8 +53,9 @@ function resultBase(task: ImageInferenceTask, image: JobImage, cost: number | un
     taskUUID: task.taskUUID,
     // The gateway names results itself: a worker's ids are not trusted as names of stored files.
     imageUUID: randomUUID(),
-    seed: seedTextToJson(image.seed),
+    seed: seedTextToJson(image.seed, task.seedAsText),
   };
+  if (image.nsfw !== undefined) result.NSFWContent = image.nsfw;
   if (cost !== undefined) result.cost = cost;
   return result;
 }

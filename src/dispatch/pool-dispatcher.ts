@@ -7,7 +7,10 @@ import type { Dispatcher } from '../contracts/dispatcher.js';
 import { toImageResults, type OutputContext } from './image-output.js';
 import { cancelJob, runJob } from './worker-client.js';
 import { NoWorkerError, type WorkerPool } from './worker-pool.js';
-import type { JobImage, JobRequest } from './worker-protocol.js';
+import type { JobImage, JobRequest, WorkerCapability } from './worker-protocol.js';
+import { acceptsEmbeddings } from '../contracts/families.js';
+import { lossyOutputFormats } from '../contracts/image-inference-task.js';
+import { OUTPUT_QUALITY } from '../contracts/task-limits.js';
 
 /**
  * The dispatch stage: a validated task becomes one job on one worker at a time. A failure before any
@@ -36,6 +39,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
       const embeddingProblem = missingEmbeddingFile(validated, context.details);
       if (embeddingProblem) return { kind: 'failed', error: embeddingProblem };
       const job = jobFor(validated, options.publicBaseUrl);
+      const required = requiredCapabilities(job);
       const taskUUID = job.jobId;
       const deadline = Date.now() + options.taskTimeoutMs;
       const tried = new Set<string>();
@@ -48,7 +52,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
         let lease;
         try {
           // A free slot is handed over at once; only a task that must queue waits on a promise.
-          const claimed = options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining));
+          const claimed = options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining), required);
           lease = claimed instanceof Promise ? await claimed : claimed;
         } catch (error) {
           return { kind: 'failed', error: admissionError(error, job, context.details, options.pool) };
@@ -129,8 +133,28 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
 function resultProblem(images: readonly JobImage[], job: JobRequest): string | undefined {
   if (images.length !== job.numberResults) return `it returned ${images.length} image(s) for numberResults ${job.numberResults}`;
   const wrong = images.find((image) => image.format !== job.outputFormat);
-  return wrong ? `it returned ${wrong.format} for outputFormat ${job.outputFormat}` : undefined;
+  if (wrong) return `it returned ${wrong.format} for outputFormat ${job.outputFormat}`;
+  // An NSFW verdict the worker did not give must never be made up, nor one it was not asked for passed on.
+  const unchecked = images.find((image) => (image.nsfw === undefined) === (job.checkNSFW === true));
+  return unchecked ? (job.checkNSFW ? 'it returned an image without the NSFW verdict checkNSFW asks for' : 'it returned an NSFW verdict nobody asked for') : undefined;
 }
+
+/** What a worker must advertise to take this job: the job carries those fields only when the task needs them. */
+function requiredCapabilities(job: JobRequest): readonly WorkerCapability[] {
+  if (job.outputQuality === undefined && job.checkNSFW === undefined) return noCapabilities;
+  const required: WorkerCapability[] = [];
+  if (job.outputQuality !== undefined) required.push('outputQuality');
+  if (job.checkNSFW) required.push('nsfwCheck');
+  return required;
+}
+
+const noCapabilities: readonly WorkerCapability[] = [];
+
+/** How the public API names what a capability is for, in a noAvailableWorker error. */
+const capabilityUses: Record<WorkerCapability, { parameter: string; use: string }> = {
+  outputQuality: { parameter: 'outputQuality', use: 'encode JPG or WEBP at an outputQuality other than 95' },
+  nsfwCheck: { parameter: 'checkNSFW', use: 'check images for NSFW content (checkNSFW)' },
+};
 
 /** 50–150 ms, doubling per attempt: enough to let a restarting worker's neighbours take over. */
 function backoffMs(attempt: number, random: () => number): number {
@@ -152,6 +176,14 @@ function admissionError(error: unknown, job: JobRequest, details: ErrorDetails, 
       retryAfter,
       queuePosition: error.position,
     });
+  }
+  if (error instanceof NoWorkerError && error.missingCapability) {
+    const { parameter, use } = capabilityUses[error.missingCapability];
+    return createError(
+      'noAvailableWorker',
+      `No healthy GPU worker serving model "${job.model.air}" can ${use} right now; none advertises it. Retry later, or send the task without ${parameter}.`,
+      { ...details, parameter, retryAfter },
+    );
   }
   if (error instanceof NoWorkerError) {
     return createError('noAvailableWorker', `No healthy GPU worker serves model "${job.model.air}" (family "${job.model.family}") right now; retry later.`, {
@@ -176,7 +208,7 @@ function missingEmbeddingFile(validated: ValidatedTask, details: ErrorDetails): 
 /** The worker's view of a task: resolved files instead of AIRs, the weight's sign as a placement. */
 export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequest {
   const { task } = validated;
-  return {
+  const job: JobRequest = {
     jobId: task.taskUUID,
     model: { air: validated.model.air, family: validated.model.family },
     positivePrompt: task.positivePrompt,
@@ -193,7 +225,7 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
     outputFormat: task.outputFormat,
     embeddings: validated.embeddings.flatMap(({ air, weight, record }) =>
       // Weight 0 has no effect (the client was warned); sending it would only cost the worker a lookup.
-      record.file && weight !== 0 && (record.family === 'sd1' || record.family === 'sdxl')
+      record.file && weight !== 0 && acceptsEmbeddings(record.family)
         ? [
             {
               air: air.canonical,
@@ -208,4 +240,8 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
         : [],
     ),
   };
+  // Capability fields only where the task needs them (requiredCapabilities); a worker takes 95 by default.
+  if (task.outputQuality !== OUTPUT_QUALITY.default && lossyOutputFormats.has(task.outputFormat)) job.outputQuality = task.outputQuality;
+  if (task.checkNSFW) job.checkNSFW = true;
+  return job;
 }

@@ -11,6 +11,8 @@ export interface WorkerCandidate {
   readonly available: boolean;
   serves(model: string): boolean;
   hasLoaded(model: string): boolean;
+  /** Whether its health report advertises this optional feature of the protocol. */
+  can(capability: string): boolean;
   readonly inFlight: number;
   readonly capacity: number;
 }
@@ -20,31 +22,44 @@ export type Selection<W extends WorkerCandidate> =
   /** Eligible workers exist but every one is at capacity: queue. */
   | { readonly kind: 'full' }
   /** No available worker serves the model. */
-  | { readonly kind: 'none' };
+  | { readonly kind: 'none' }
+  /** Available workers serve the model, but none has this capability the task needs. */
+  | { readonly kind: 'incapable'; readonly missing: string };
 
 export function selectWorker<W extends WorkerCandidate>(
   workers: readonly W[],
   model: string,
   exclude: ReadonlySet<string>,
   random: () => number,
+  required: readonly string[] = noRequirements,
 ): Selection<W> {
   // One pass, collecting only what is needed: this runs for every task.
   let eligible = false;
+  let missing: string | undefined;
   const withRoom: W[] = [];
   const loaded: W[] = [];
   for (const worker of workers) {
     if (!worker.available || !worker.serves(model) || exclude.has(worker.id)) continue;
+    if (required.length > 0) {
+      const lacking = required.find((capability) => !worker.can(capability));
+      if (lacking !== undefined) {
+        missing ??= lacking;
+        continue;
+      }
+    }
     eligible = true;
     if (worker.inFlight >= worker.capacity) continue;
     withRoom.push(worker);
     if (worker.hasLoaded(model)) loaded.push(worker);
   }
-  if (!eligible) return { kind: 'none' };
+  if (!eligible) return missing === undefined ? none : { kind: 'incapable', missing };
   if (withRoom.length === 0) return full;
   return { kind: 'selected', worker: lessLoadedOfTwo(loaded.length > 0 ? loaded : withRoom, random) };
 }
 
 const full = { kind: 'full' } as const;
+const none = { kind: 'none' } as const;
+const noRequirements: readonly string[] = [];
 
 function lessLoadedOfTwo<W extends WorkerCandidate>(pool: readonly W[], random: () => number): W {
   const first = pool[Math.floor(random() * pool.length)] ?? pool[0];

@@ -253,7 +253,8 @@ function isImageList(images: unknown): images is JobImage[] {
   if (!Array.isArray(images) || images.length === 0) return false;
   for (const item of images as unknown[]) {
     if (typeof item !== 'object' || item === null) return false;
-    const { imageUUID, seed: imageSeed, format, data } = item as Record<string, unknown>;
+    const { imageUUID, seed: imageSeed, format, data, nsfw } = item as Record<string, unknown>;
+    if (nsfw !== undefined && typeof nsfw !== 'boolean') return false;
     if (typeof imageUUID !== 'string' || !uuid.test(imageUUID)) return false;
     // Twenty digits may still exceed 2^64 - 1; fewer never do.
     if (typeof imageSeed !== 'string' || !seed.test(imageSeed) || (imageSeed.length === 20 && BigInt(imageSeed) > SEED_MAX)) return false;

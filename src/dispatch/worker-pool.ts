@@ -4,7 +4,7 @@ import { createAdmissionQueue, type Claim } from './admission-queue.js';
 import type { Cancellation } from '../contracts/cancellation.js';
 import { createCircuitBreaker, type CircuitBreaker } from './circuit-breaker.js';
 import { selectWorker, type WorkerCandidate } from './select-worker.js';
-import { workerHealthSchema, type WorkerHealth } from './worker-protocol.js';
+import { workerHealthSchema, type WorkerCapability, type WorkerHealth } from './worker-protocol.js';
 
 /**
  * The GPU workers of WORKER_URLS: one keep-alive undici Pool each, their health polled on an interval,
@@ -26,10 +26,19 @@ export interface PooledWorker extends WorkerCandidate {
   /** The last health report's models, and those it says are loaded, as sets: selection asks for every task. */
   readonly reportedModels: Set<string>;
   readonly reportedLoaded: Set<string>;
+  /** The optional protocol features of its last health report. */
+  readonly capabilities: Set<string>;
 }
 
 export class NoWorkerError extends Error {
   override readonly name = 'NoWorkerError';
+  /** Set when workers serve the model but none has this capability the task needs. */
+  constructor(
+    message: string,
+    readonly missingCapability?: WorkerCapability,
+  ) {
+    super(message);
+  }
 }
 
 export type LeaseOutcome = 'success' | 'failure' | 'neutral';
@@ -47,7 +56,13 @@ export interface WorkerPool {
    * when one is free, else a promise of one from the admission queue. Throws (or rejects with)
    * NoWorkerError, QueueFullError, QueueTimeoutError, or the cancellation's reason.
    */
-  acquire(model: string, exclude: ReadonlySet<string>, cancellation: Cancellation, maxWaitMs: number): WorkerLease | Promise<WorkerLease>;
+  acquire(
+    model: string,
+    exclude: ReadonlySet<string>,
+    cancellation: Cancellation,
+    maxWaitMs: number,
+    required?: readonly WorkerCapability[],
+  ): WorkerLease | Promise<WorkerLease>;
   /** A client's fair wait before trying again, from the queue's length and how long jobs take. */
   retryAfterSeconds(): number;
   readonly queueLength: number;
@@ -98,18 +113,24 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       },
       reportedModels: new Set<string>(),
       reportedLoaded: new Set<string>(),
+      capabilities: new Set<string>(),
       serves: (model) => worker.reportedModels.has(model),
+      can: (capability) => worker.capabilities.has(capability),
       hasLoaded: (model) => worker.loadedHere.has(model) || worker.reportedLoaded.has(model),
     };
     return worker;
   });
 
-  function claim(model: string, exclude: ReadonlySet<string>): Claim<WorkerLease> {
-    let selection = selectWorker(workers, model, exclude, options.random);
+  function claim(model: string, exclude: ReadonlySet<string>, required: readonly WorkerCapability[] | undefined): Claim<WorkerLease> {
+    let selection = selectWorker(workers, model, exclude, options.random, required);
     // Every eligible worker was tried already: trying one again beats giving up.
-    if (selection.kind === 'none' && exclude.size > 0) selection = selectWorker(workers, model, new Set(), options.random);
+    if ((selection.kind === 'none' || selection.kind === 'incapable') && exclude.size > 0) selection = selectWorker(workers, model, new Set(), options.random, required);
     if (selection.kind === 'none') {
       return { kind: 'fail', error: new NoWorkerError(`no healthy worker serves model "${model}"`) };
+    }
+    if (selection.kind === 'incapable') {
+      const missing = selection.missing as WorkerCapability;
+      return { kind: 'fail', error: new NoWorkerError(`no healthy worker serving model "${model}" has ${missing}`, missing) };
     }
     if (selection.kind === 'full') return { kind: 'wait' };
     const worker = selection.worker;
@@ -158,6 +179,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       worker.health = health.data;
       worker.reportedModels.clear();
       worker.reportedLoaded.clear();
+      worker.capabilities.clear();
+      for (const capability of health.data.capabilities ?? []) worker.capabilities.add(capability);
       for (const model of health.data.models) {
         worker.reportedModels.add(model.air);
         if (model.loaded) worker.reportedLoaded.add(model.air);
@@ -192,11 +215,11 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   return {
     workers,
-    acquire(model, exclude, cancellation, maxWaitMs) {
-      const first = claim(model, exclude);
+    acquire(model, exclude, cancellation, maxWaitMs, required) {
+      const first = claim(model, exclude, required);
       if (first.kind === 'taken') return first.value;
       if (first.kind === 'fail') throw first.error;
-      return queue.wait(() => claim(model, exclude), cancellation, maxWaitMs);
+      return queue.wait(() => claim(model, exclude, required), cancellation, maxWaitMs);
     },
     retryAfterSeconds() {
       const capacity = Math.max(1, workers.filter((worker) => worker.healthy).reduce((sum, worker) => sum + worker.capacity, 0));

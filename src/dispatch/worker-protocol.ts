@@ -1,5 +1,8 @@
 import { z } from 'zod';
+import { embeddingFamilyNames } from '../contracts/families.js';
+import { outputFormats } from '../contracts/image-inference-task.js';
 import { SEED_MAX } from '../contracts/seed.js';
+import { OUTPUT_QUALITY } from '../contracts/task-limits.js';
 
 /**
  * Worker protocol v1: what the gateway and a GPU worker say to each other (DESIGN §6). These schemas are
@@ -13,8 +16,18 @@ import { SEED_MAX } from '../contracts/seed.js';
 
 export const WORKER_PROTOCOL_VERSION = 'clipgate-worker/1';
 
+/**
+ * What a worker can do beyond the core of protocol v1, as it says in its health report. A job carries the
+ * fields of a capability only when the task needs it, and then goes only to workers that advertise it, so no
+ * worker is sent what it would ignore (DESIGN §6).
+ * - `outputQuality`: encodes JPG and WEBP at the job's `outputQuality` (without it, workers use 95);
+ * - `nsfwCheck`: runs an NSFW classifier on each image when the job says `checkNSFW`, and reports `nsfw`.
+ */
+export const workerCapabilities = ['outputQuality', 'nsfwCheck'] as const;
+export type WorkerCapability = (typeof workerCapabilities)[number];
+
 /** Families a worker can inject embeddings for. Base models may be of any family a worker serves. */
-const embeddingFamily = z.enum(['sd1', 'sdxl']);
+const embeddingFamily = z.enum(embeddingFamilyNames);
 const modelFamily = z.string().min(1).meta({ description: 'Architecture family, e.g. `sd1`, `sdxl`, `flux`.' });
 const seedText = z
   .string()
@@ -47,6 +60,11 @@ export const workerHealthSchema = z
     ),
     maxConcurrency: z.int().min(1).meta({ description: 'Jobs the worker runs or queues at once; more are refused with 429 `busy`.' }),
     load: z.object({ running: z.int().min(0), queued: z.int().min(0) }),
+    // Names the gateway does not know are kept out rather than refused: a newer worker may do more.
+    capabilities: z
+      .array(z.string())
+      .optional()
+      .meta({ description: `Optional features the worker has: ${workerCapabilities.map((name) => `\`${name}\``).join(', ')}. Absent: none.` }),
   })
   ;
 
@@ -76,7 +94,14 @@ export const jobRequestSchema = z
     scheduler: z.string(),
     clipSkip: z.int().min(0).max(2),
     numberResults: z.int().min(1).max(20).meta({ description: 'Image i uses seed + i (mod 2^64).' }),
-    outputFormat: z.enum(['PNG', 'JPG', 'WEBP']),
+    outputFormat: z.enum(outputFormats),
+    outputQuality: z
+      .int()
+      .min(OUTPUT_QUALITY.min)
+      .max(OUTPUT_QUALITY.max)
+      .optional()
+      .meta({ description: 'Capability `outputQuality`: the JPG or WEBP encoder quality. Absent: 95.' }),
+    checkNSFW: z.literal(true).optional().meta({ description: 'Capability `nsfwCheck`: classify each image and report `nsfw` with it.' }),
     embeddings: z.array(jobEmbeddingSchema),
   })
   ;
@@ -85,7 +110,8 @@ export const jobImageSchema = z
   .object({
     imageUUID: z.uuid(),
     seed: seedText,
-    format: z.enum(['PNG', 'JPG', 'WEBP']),
+    format: z.enum(outputFormats),
+    nsfw: z.boolean().optional().meta({ description: 'The NSFW classifier\'s verdict; present exactly when the job asked for checkNSFW.' }),
     // Not z.base64(): that decodes the whole image just to check it, milliseconds of event loop per image.
     data: z.string().min(1).meta({ description: 'The encoded image, base64.', contentEncoding: 'base64' }),
   })

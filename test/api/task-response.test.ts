@@ -7,17 +7,17 @@ const image = { taskType: 'imageInference' as const, taskUUID: 'u', imageUUID: '
 
 describe('responseStatus', () => {
   it('is 200 when any task produced data, whatever failed beside it', () => {
-    expect(responseStatus({ data: [image], errors: errors('noAvailableWorker', 'invalidParameter'), warnings: [] })).toBe(200);
+    expect(responseStatus({ data: [image], errors: errors('noAvailableWorker', 'invalidParameter') })).toBe(200);
   });
 
   it('is the status of the only error class present', () => {
-    expect(responseStatus({ data: [], errors: errors('noAvailableWorker', 'noAvailableWorker'), warnings: [] })).toBe(503);
-    expect(responseStatus({ data: [], errors: errors('unknownModel'), warnings: [] })).toBe(400);
+    expect(responseStatus({ data: [], errors: errors('noAvailableWorker', 'noAvailableWorker') })).toBe(503);
+    expect(responseStatus({ data: [], errors: errors('unknownModel') })).toBe(400);
   });
 
   it('puts what the client must fix before what a retry may fix', () => {
-    expect(responseStatus({ data: [], errors: errors('noAvailableWorker', 'unknownModel', 'noAvailableWorker'), warnings: [] })).toBe(400);
-    expect(responseStatus({ data: [], errors: errors('internalError', 'noAvailableWorker'), warnings: [] })).toBe(503);
-    expect(responseStatus({ data: [], errors: errors('invalidParameter', 'payloadTooLarge'), warnings: [] })).toBe(413);
+    expect(responseStatus({ data: [], errors: errors('noAvailableWorker', 'unknownModel', 'noAvailableWorker') })).toBe(400);
+    expect(responseStatus({ data: [], errors: errors('internalError', 'noAvailableWorker') })).toBe(503);
+    expect(responseStatus({ data: [], errors: errors('invalidParameter', 'payloadTooLarge') })).toBe(413);
   });
 });

@@ -50,9 +50,11 @@ describe('POST /v1/tasks', () => {
     const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: authorized, payload });
     expect(response.statusCode).toBe(200);
     // Read the raw text: JSON.parse in the test would round the number we are checking.
-    expect(response.body).toContain('"seed":"18446744073709551614"');
+    expect(response.body).toContain('"seed":18446744073709551614}');
+    // A seed sent as a string comes back as a string.
     const string = await postTasks(app, [imageTask({ seed: '9007199254740993' })]);
     expect(string.body.data[0]?.seed).toBe('9007199254740993');
+    expect((await postTasks(app, [imageTask({ seed: '77' })])).body.data[0]?.seed).toBe('77');
     const small = await postTasks(app, [imageTask({ seed: 77 })]);
     expect(small.body.data[0]?.seed).toBe(77);
   });

@@ -1,14 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { selectWorker, type WorkerCandidate } from '../../src/dispatch/select-worker.js';
 
-function worker(id: string, options: Partial<{ available: boolean; models: string[]; loaded: string[]; inFlight: number; capacity: number }> = {}): WorkerCandidate {
+function worker(id: string, options: Partial<{ available: boolean; models: string[]; loaded: string[]; inFlight: number; capacity: number; capabilities: string[] }> = {}): WorkerCandidate {
   const models = options.models ?? ['m'];
+  const capabilities = options.capabilities ?? [];
   const loaded = options.loaded ?? [];
   return {
     id,
     available: options.available ?? true,
     serves: (model) => models.includes(model),
     hasLoaded: (model) => loaded.includes(model),
+    can: (capability) => capabilities.includes(capability),
     inFlight: options.inFlight ?? 0,
     capacity: options.capacity ?? 4,
   };
@@ -60,5 +62,15 @@ describe('selectWorker', () => {
       const selection = selectWorker(workers, 'm', new Set(), random);
       expect(selection.kind === 'selected' && selection.worker.id).toBe('idle');
     }
+  });
+
+  it('takes only workers with the capabilities the task needs, and says which one is missing', () => {
+    const plain = worker('plain', { loaded: ['m'] });
+    const checker = worker('checker', { capabilities: ['nsfwCheck'] });
+    for (let round = 0; round < 20; round++) {
+      expect(selectWorker([plain, checker], 'm', new Set(), Math.random, ['nsfwCheck'])).toEqual({ kind: 'selected', worker: checker });
+    }
+    expect(selectWorker([plain], 'm', new Set(), Math.random, ['nsfwCheck'])).toEqual({ kind: 'incapable', missing: 'nsfwCheck' });
+    expect(selectWorker([plain], 'other', new Set(), Math.random, ['nsfwCheck'])).toEqual({ kind: 'none' });
   });
 });

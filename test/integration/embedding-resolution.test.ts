@@ -1,3 +1,4 @@
+import { readTaskResponse } from '../helper.js';
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { inspectEmbeddingFile } from '../../src/embeddings/inspect-embedding.js';
@@ -70,7 +71,7 @@ function task(embeddings: { model: string; weight?: number }[], model = 'civitai
 
 async function post(app: TestGateway['app'], tasks: unknown[]) {
   const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify(tasks) });
-  return { status: response.statusCode, body: response.json<{ errors: { code: string; parameter?: string; message: string }[]; warnings: { code: string }[] }>() };
+  return { status: response.statusCode, body: readTaskResponse(response.body) };
 }
 
 async function lookUp(app: TestGateway['app'], air: string) {

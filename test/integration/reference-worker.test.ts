@@ -1,3 +1,4 @@
+import { readTaskResponse } from '../helper.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
 import { existsSync } from 'node:fs';
@@ -90,13 +91,13 @@ describe('gateway and the reference worker', () => {
     };
     const payload = JSON.stringify([task]).replace('"width"', '"seed":18446744073709551615,"width"');
     const response = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload });
-    const body = response.json<{ data: { taskUUID: string; imageBase64Data: string; seed: number | string }[]; errors: unknown[] }>();
     expect(response.statusCode, `${response.body}\n${workerOutput.slice(-3000)}`).toBe(200);
+    const body = readTaskResponse(response.body);
     expect(body.errors).toEqual([]);
-    expect(body.data.map((image) => image.seed)).toEqual(['18446744073709551615', 0]);
+    expect(body.data.map((image) => image.seed)).toEqual([18446744073709551615n, 0]);
     for (const image of body.data) {
       expect(image.taskUUID).toBe(task.taskUUID);
-      expect(pngSize(Buffer.from(image.imageBase64Data, 'base64'))).toEqual({ width: 128, height: 128 });
+      expect(pngSize(Buffer.from(String(image.imageBase64Data), 'base64'))).toEqual({ width: 128, height: 128 });
     }
   });
 
@@ -115,7 +116,7 @@ describe('gateway and the reference worker', () => {
       embeddings: [{ model: 'civitai:6001@7001', weight: 1 }],
     });
     const [first, second] = await Promise.all([7, 7].map((seed) => gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([task(seed)]) })));
-    const images = [first, second].map((response) => response?.json<{ data: { imageBase64Data: string }[] }>().data[0]?.imageBase64Data);
+    const images = [first, second].map((response) => (response ? readTaskResponse(response.body).data[0]?.imageBase64Data : undefined));
     expect(images[0]).toBeDefined();
     expect(images[0]).toBe(images[1]);
 

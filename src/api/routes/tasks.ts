@@ -1,31 +1,48 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createCancellation } from '../../contracts/cancellation.js';
-import type { Dispatcher, ImageResult } from '../../contracts/dispatcher.js';
-import { createError, type ApiError } from '../../errors.js';
-import type { ModelResolver } from '../../contracts/model-resolver.js';
-import { validateTasks } from '../../tasks/image-inference/validate.js';
+import { createError } from '../../errors.js';
+import type { ApiKeys } from '../../tasks/api-keys.js';
+import type { TaskService } from '../../tasks/task-service.js';
+import { installBearerAuth } from '../auth.js';
 import { ClientRequestError } from '../client-request-error.js';
 import { taskArraySchema, taskResponseSchema } from '../response-schema.js';
-import { responseStatus, type TaskResponse } from '../task-response.js';
+import { TaskResponseCollector } from '../task-response.js';
+import { toWireJson } from '../wire-json.js';
 
 export interface TaskRouteOptions {
-  readonly resolver: ModelResolver;
-  readonly dispatcher: Dispatcher;
-  readonly limits: { readonly maxTasksPerRequest: number; readonly maxEmbeddingsPerTask: number };
+  readonly service: TaskService;
+  readonly keys: ApiKeys;
+  readonly maxTasksPerRequest: number;
 }
 
 const routeDescription = [
   'Validates each task on its own and runs the valid ones. 200 when at least one task produced data, with',
   'failed tasks listed in `errors`; otherwise the status of the dominant error: 400 (fix the request),',
   '401 (API key), 413 (body too large), 415 (not JSON), 503 (valid, but no GPU worker can take it now; retry).',
+  'Members with nothing in them are left out. The key goes in `Authorization: Bearer <key>`, or in an',
+  '`authentication` task first in the array.',
 ].join(' ');
 
 const documentedStatuses = [200, 400, 401, 413, 415, 503] as const;
 
-/** POST /v1/tasks and its alias POST /v1: thin — parse, validate, dispatch, shape the reply. */
+/** POST /v1/tasks and its alias POST /v1: thin — parse, authorize, hand the tasks to the task service, shape the reply. */
 export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions): Promise<void> {
-  const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<TaskResponse> => {
-    const tasks = requireTaskArray(request.body, options.limits.maxTasksPerRequest);
+  const { service } = options;
+  installBearerAuth(app, options.keys, { keyInBody: true });
+  const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<string> => {
+    const tasks = requireTaskArray(request.body, options.maxTasksPerRequest);
+    // The bearer key was checked before the body was read; without one, the key may come first in the array.
+    let principal = request.principal;
+    if (!principal) {
+      const authorization = service.authorize(tasks);
+      if (authorization.kind === 'refused') throw new ClientRequestError(authorization.error);
+      if (authorization.kind === 'unauthenticated') {
+        throw new ClientRequestError(
+          createError('missingApiKey', 'This endpoint needs an API key: send the header "Authorization: Bearer <key>", or an authentication task first in the array.'),
+        );
+      }
+      principal = authorization.principal;
+    }
     // The response's 'close' before it finished means the client went away: cancel its jobs. (The
     // request's own 'close' fires as soon as its body has been read, so it cannot tell.) Listened for
     // before validation, which may take a registry lookup, so a client gone by then sends no job at all.
@@ -34,31 +51,13 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
     reply.raw.on('close', () => {
       if (!reply.raw.writableFinished) cancellation.cancel(new Error('the client disconnected'));
     });
-    const verdicts = await validateTasks(tasks, { resolver: options.resolver, limits: options.limits });
-    const outcomes = await Promise.all(
-      verdicts.map((verdict) =>
-        verdict.valid
-          ? options.dispatcher.dispatch(verdict.valid, {
-              details: { taskUUID: verdict.valid.task.taskUUID, taskType: verdict.valid.task.taskType, taskIndex: verdict.index },
-              cancellation,
-            })
-          : undefined,
-      ),
-    );
-
-    const data: ImageResult[] = [];
-    const errors: ApiError[] = verdicts.flatMap((verdict) => verdict.errors);
-    for (const outcome of outcomes) {
-      if (outcome?.kind === 'images') data.push(...outcome.images);
-      else if (outcome?.kind === 'failed') errors.push(outcome.error);
-    }
-    const response: TaskResponse = { data, errors, warnings: verdicts.flatMap((verdict) => verdict.warnings) };
-    reply.code(responseStatus(response));
-    // Capacity errors say when to come back; the header carries the longest wait any of them asks for.
-    let retryAfter = 0;
-    for (const error of errors) retryAfter = Math.max(retryAfter, error.retryAfter ?? 0);
-    if (retryAfter > 0) reply.header('retry-after', String(retryAfter));
-    return response;
+    const collector = new TaskResponseCollector();
+    await service.run(tasks, { principal, cancellation }, collector);
+    const { status, body, retryAfterSeconds } = collector.response();
+    reply.code(status);
+    if (retryAfterSeconds > 0) reply.header('retry-after', String(retryAfterSeconds));
+    reply.header('content-type', 'application/json; charset=utf-8');
+    return toWireJson(body);
   };
 
   const schema = {
@@ -69,12 +68,12 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
     body: taskArraySchema,
     response: Object.fromEntries(documentedStatuses.map((status) => [status, taskResponseSchema])),
   };
-  // The array is validated task by task in the validation stage, so one bad task cannot sink the rest;
-  // the schema is here for the OpenAPI document. Responses are plain JSON.
+  // The array is validated task by task by the task service, so one bad task cannot sink the rest; the
+  // schema is here for the OpenAPI document. The handler writes the JSON itself (seeds beyond 2^53).
   const routeOptions = {
     schema,
     validatorCompiler: () => (value: unknown) => ({ value }),
-    serializerCompiler: () => (value: unknown) => JSON.stringify(value),
+    serializerCompiler: () => (value: unknown) => (typeof value === 'string' ? value : JSON.stringify(value)),
   };
   app.post('/v1/tasks', routeOptions, handler);
   app.post('/v1', { ...routeOptions, schema: { ...schema, hide: true } }, handler);

@@ -1,7 +1,20 @@
 import { z } from 'zod';
 import { AIR_MAX_LENGTH, parseAir, type Air } from '../../contracts/air.js';
-import { imageInferenceFields, MAX_EMBEDDINGS_CEILING, MAX_LORAS_PER_TASK, type EmbeddingEntry, type ImageInferenceTask, type LoraEntry } from './schema.js';
-import { schedulers, type Scheduler } from './schedulers.js';
+import { deliveryMethods, outputFormats, outputTypes, type ImageInferenceTask, type ModelEntry } from '../../contracts/image-inference-task.js';
+import {
+  CFG_SCALE,
+  CLIP_SKIP,
+  DIMENSION,
+  MAX_EMBEDDINGS_CEILING,
+  MAX_LORAS_PER_TASK,
+  NUMBER_RESULTS,
+  OUTPUT_QUALITY,
+  PROMPT_MAX_LENGTH,
+  STEPS,
+  WEIGHT_LIMIT,
+} from '../../contracts/task-limits.js';
+import { imageInferenceFields } from './schema.js';
+import { schedulers } from './schedulers.js';
 
 /**
  * The hot path of validation: a task in the shape almost every client sends — plain JSON values, all in
@@ -14,13 +27,11 @@ import { schedulers, type Scheduler } from './schedulers.js';
 
 const taskKeys: ReadonlySet<string> = new Set(Object.keys(imageInferenceFields));
 const schedulerNames: ReadonlySet<string> = new Set(schedulers);
-const outputTypes: ReadonlySet<string> = new Set(['URL', 'base64Data', 'dataURI']);
-const outputFormats: ReadonlySet<string> = new Set(['PNG', 'JPG', 'WEBP']);
-const deliveryMethods: ReadonlySet<string> = new Set(['sync', 'async']);
+const outputTypeNames: ReadonlySet<string> = new Set(outputTypes);
+const outputFormatNames: ReadonlySet<string> = new Set(outputFormats);
+const deliveryMethodNames: ReadonlySet<string> = new Set(deliveryMethods);
 /** Exactly what the schema's z.uuid() accepts. */
 const uuid = z.core.regexes.uuid();
-const PROMPT_MAX = 3000;
-const WEIGHT_LIMIT = 4;
 
 export function parseCommonTask(raw: Record<string, unknown>): ImageInferenceTask | undefined {
   for (const key in raw) {
@@ -35,15 +46,17 @@ export function parseCommonTask(raw: Record<string, unknown>): ImageInferenceTas
   if (seed !== undefined && !(Number.isSafeInteger(seed) && (seed as number) >= 0)) return undefined;
   if (raw['webhookURL'] !== undefined) return undefined;
 
-  const steps = intOr(raw['steps'], 20, 1, 100);
-  const CFGScale = numberOr(raw['CFGScale'], 7, 0, 30);
-  const clipSkip = intOr(raw['clipSkip'], 0, 0, 2);
-  const numberResults = intOr(raw['numberResults'], 1, 1, 20);
-  const scheduler = memberOr(raw['scheduler'], 'Default', schedulerNames) as Scheduler | undefined;
-  const outputType = memberOr(raw['outputType'], 'URL', outputTypes) as ImageInferenceTask['outputType'] | undefined;
-  const outputFormat = memberOr(raw['outputFormat'], 'JPG', outputFormats) as ImageInferenceTask['outputFormat'] | undefined;
-  const deliveryMethod = memberOr(raw['deliveryMethod'], 'sync', deliveryMethods) as ImageInferenceTask['deliveryMethod'] | undefined;
+  const steps = intOr(raw['steps'], STEPS);
+  const CFGScale = numberOr(raw['CFGScale'], CFG_SCALE);
+  const clipSkip = intOr(raw['clipSkip'], CLIP_SKIP);
+  const numberResults = intOr(raw['numberResults'], NUMBER_RESULTS);
+  const outputQuality = intOr(raw['outputQuality'], OUTPUT_QUALITY);
+  const scheduler = memberOr(raw['scheduler'], 'Default', schedulerNames);
+  const outputType = memberOr(raw['outputType'], 'URL', outputTypeNames) as ImageInferenceTask['outputType'] | undefined;
+  const outputFormat = memberOr(raw['outputFormat'], 'JPG', outputFormatNames) as ImageInferenceTask['outputFormat'] | undefined;
+  const deliveryMethod = memberOr(raw['deliveryMethod'], 'sync', deliveryMethodNames) as ImageInferenceTask['deliveryMethod'] | undefined;
   const includeCost = raw['includeCost'] === undefined ? false : raw['includeCost'];
+  const checkNSFW = raw['checkNSFW'] === undefined ? false : raw['checkNSFW'];
   const lora = entriesOf(raw['lora'], MAX_LORAS_PER_TASK);
   const embeddings = entriesOf(raw['embeddings'], MAX_EMBEDDINGS_CEILING);
   if (
@@ -51,11 +64,13 @@ export function parseCommonTask(raw: Record<string, unknown>): ImageInferenceTas
     CFGScale === undefined ||
     clipSkip === undefined ||
     numberResults === undefined ||
+    outputQuality === undefined ||
     scheduler === undefined ||
     outputType === undefined ||
     outputFormat === undefined ||
     deliveryMethod === undefined ||
     typeof includeCost !== 'boolean' ||
+    typeof checkNSFW !== 'boolean' ||
     !lora ||
     !embeddings
   ) {
@@ -75,10 +90,12 @@ export function parseCommonTask(raw: Record<string, unknown>): ImageInferenceTas
     numberResults,
     outputType,
     outputFormat,
+    outputQuality,
+    checkNSFW,
     deliveryMethod,
     includeCost,
-    lora: lora satisfies LoraEntry[],
-    embeddings: embeddings satisfies EmbeddingEntry[],
+    lora,
+    embeddings,
   };
   // Optional fields the task left out stay absent, as zod leaves them.
   if (negativePrompt !== undefined) task.negativePrompt = negativePrompt;
@@ -87,25 +104,31 @@ export function parseCommonTask(raw: Record<string, unknown>): ImageInferenceTas
 }
 
 function isPrompt(value: unknown): value is string {
-  return typeof value === 'string' && value.length >= 1 && value.length <= PROMPT_MAX;
+  return typeof value === 'string' && value.length >= 1 && value.length <= PROMPT_MAX_LENGTH;
 }
 
 function isDimension(value: unknown): value is number {
-  return Number.isSafeInteger(value) && (value as number) >= 128 && (value as number) <= 2048 && (value as number) % 64 === 0;
+  return Number.isSafeInteger(value) && (value as number) >= DIMENSION.min && (value as number) <= DIMENSION.max && (value as number) % DIMENSION.multipleOf === 0;
 }
 
 function airOf(value: unknown): Air | undefined {
   return typeof value === 'string' && value.length <= AIR_MAX_LENGTH ? parseAir(value) : undefined;
 }
 
-function intOr(value: unknown, fallback: number, min: number, max: number): number | undefined {
-  if (value === undefined) return fallback;
-  return Number.isSafeInteger(value) && (value as number) >= min && (value as number) <= max ? (value as number) : undefined;
+interface Range {
+  readonly min: number;
+  readonly max: number;
+  readonly default: number;
 }
 
-function numberOr(value: unknown, fallback: number, min: number, max: number): number | undefined {
-  if (value === undefined) return fallback;
-  return typeof value === 'number' && value >= min && value <= max ? value : undefined;
+function intOr(value: unknown, range: Range): number | undefined {
+  if (value === undefined) return range.default;
+  return Number.isSafeInteger(value) && (value as number) >= range.min && (value as number) <= range.max ? (value as number) : undefined;
+}
+
+function numberOr(value: unknown, range: Range): number | undefined {
+  if (value === undefined) return range.default;
+  return typeof value === 'number' && value >= range.min && value <= range.max ? value : undefined;
 }
 
 function memberOr(value: unknown, fallback: string, members: ReadonlySet<string>): string | undefined {
@@ -114,10 +137,12 @@ function memberOr(value: unknown, fallback: string, members: ReadonlySet<string>
 }
 
 /** `{ model, weight? }` entries, as for both `embeddings` and `lora`; an empty list when absent. */
-function entriesOf(value: unknown, max: number): { model: Air; weight: number }[] | undefined {
+const weightRange: Range = { min: -WEIGHT_LIMIT, max: WEIGHT_LIMIT, default: 1 };
+
+function entriesOf(value: unknown, max: number): ModelEntry[] | undefined {
   if (value === undefined) return [];
   if (!Array.isArray(value) || value.length > max) return undefined;
-  const entries: { model: Air; weight: number }[] = [];
+  const entries: ModelEntry[] = [];
   for (const item of value as unknown[]) {
     if (typeof item !== 'object' || item === null || Array.isArray(item)) return undefined;
     const entry = item as Record<string, unknown>;
@@ -125,7 +150,7 @@ function entriesOf(value: unknown, max: number): { model: Air; weight: number }[
       if ((key !== 'model' && key !== 'weight') || entry[key] === undefined) return undefined;
     }
     const model = airOf(entry['model']);
-    const weight = numberOr(entry['weight'], 1, -WEIGHT_LIMIT, WEIGHT_LIMIT);
+    const weight = numberOr(entry['weight'], weightRange);
     if (!model || weight === undefined) return undefined;
     entries.push({ model, weight });
   }

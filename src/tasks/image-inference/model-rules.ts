@@ -1,6 +1,6 @@
 import { createError, createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../../errors.js';
 import type { Air } from '../../contracts/air.js';
-import { acceptsEmbeddings, familyFacts, type Family } from '../../contracts/families.js';
+import { acceptsEmbeddings, embeddingFamilyNames, familyFacts, type Family } from '../../contracts/families.js';
 import { modelTypeLabels, type ModelRecord } from '../../contracts/model-record.js';
 import type { Resolution } from '../../contracts/model-resolver.js';
 
@@ -168,7 +168,7 @@ function unsupportedArchitecture(base: ModelRecord, details: ErrorDetails): ApiE
   return createError(
     'unsupportedEmbeddingArchitecture',
     `Embeddings cannot be used with model "${base.air}" (${base.name}): it is ${facts.label} (family "${base.family}"), which encodes prompts with ${facts.textEncoders}, not a CLIP text encoder that a textual inversion extends. Embeddings work only on SD 1.x ("sd1") and SDXL ("sdxl") models. For this model use a LoRA in lora[] or an IP-Adapter reference image instead, or choose an SD 1.x or SDXL model.`,
-    { ...details, parameter: 'embeddings', allowed: ['sd1', 'sdxl'] },
+    { ...details, parameter: 'embeddings', allowed: embeddingFamilyNames },
   );
 }
 

@@ -1,7 +1,22 @@
 import { z } from 'zod';
 import { airFormatHint, parseAir, type Air, AIR_MAX_LENGTH } from '../../contracts/air.js';
-import { schedulers } from './schedulers.js';
+import { deliveryMethods, outputFormats, outputTypes, type ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import { seedSchema } from '../../contracts/seed.js';
+import {
+  CFG_SCALE,
+  CLIP_SKIP,
+  DIMENSION,
+  MAX_EMBEDDINGS_CEILING,
+  MAX_LORAS_PER_TASK,
+  NUMBER_RESULTS,
+  OUTPUT_QUALITY,
+  PROMPT_MAX_LENGTH,
+  STEPS,
+  WEIGHT_LIMIT,
+} from '../../contracts/task-limits.js';
+import { schedulers } from './schedulers.js';
+
+export { MAX_EMBEDDINGS_CEILING, MAX_LORAS_PER_TASK };
 
 /**
  * The structural shape of an `imageInference` task (DESIGN §2), Runware's field names. Semantic rules —
@@ -21,7 +36,7 @@ export const airSchema = z
   })
   .meta({ description: 'AIR of the model: `source:id@version` or `urn:air:{ecosystem}:{type}:{source}:{id}@{version}`.', examples: ['civitai:4384@128713'] });
 
-const weightSchema = z.number().min(-4).max(4).default(1);
+const weightSchema = z.number().min(-WEIGHT_LIMIT).max(WEIGHT_LIMIT).default(1);
 
 export const embeddingEntrySchema = z.strictObject({
   model: airSchema,
@@ -37,13 +52,14 @@ export const loraEntrySchema = z.strictObject({
 });
 
 const dimension = (name: string) =>
-  z.int().min(128).max(2048).multipleOf(64).meta({ description: `${name} in pixels, a multiple of 64 from 128 to 2048.` });
+  z
+    .int()
+    .min(DIMENSION.min)
+    .max(DIMENSION.max)
+    .multipleOf(DIMENSION.multipleOf)
+    .meta({ description: `${name} in pixels, a multiple of ${DIMENSION.multipleOf} from ${DIMENSION.min} to ${DIMENSION.max}.` });
 
-const prompt = z.string().min(1).max(3000);
-
-export const MAX_LORAS_PER_TASK = 10;
-/** The most MAX_EMBEDDINGS_PER_TASK may be set to; the schema refuses longer lists before anything else. */
-export const MAX_EMBEDDINGS_CEILING = 100;
+const prompt = z.string().min(1).max(PROMPT_MAX_LENGTH);
 
 export const imageInferenceFields = {
   taskType: z.literal('imageInference'),
@@ -53,15 +69,25 @@ export const imageInferenceFields = {
   model: airSchema,
   width: dimension('Width'),
   height: dimension('Height'),
-  steps: z.int().min(1).max(100).default(20),
-  CFGScale: z.number().min(0).max(30).default(7),
+  steps: z.int().min(STEPS.min).max(STEPS.max).default(STEPS.default),
+  CFGScale: z.number().min(CFG_SCALE.min).max(CFG_SCALE.max).default(CFG_SCALE.default),
   seed: seedSchema.optional(),
   scheduler: z.enum(schedulers).default('Default'),
-  clipSkip: z.int().min(0).max(2).default(0),
-  numberResults: z.int().min(1).max(20).default(1),
-  outputType: z.enum(['URL', 'base64Data', 'dataURI']).default('URL'),
-  outputFormat: z.enum(['PNG', 'JPG', 'WEBP']).default('JPG'),
-  deliveryMethod: z.enum(['sync', 'async']).default('sync'),
+  clipSkip: z.int().min(CLIP_SKIP.min).max(CLIP_SKIP.max).default(CLIP_SKIP.default),
+  numberResults: z.int().min(NUMBER_RESULTS.min).max(NUMBER_RESULTS.max).default(NUMBER_RESULTS.default),
+  outputType: z.enum(outputTypes).default('URL'),
+  outputFormat: z.enum(outputFormats).default('JPG'),
+  outputQuality: z
+    .int()
+    .min(OUTPUT_QUALITY.min)
+    .max(OUTPUT_QUALITY.max)
+    .default(OUTPUT_QUALITY.default)
+    .meta({ description: 'Encoder quality of JPG and WEBP images, 20–99 (PNG is lossless and takes none).' }),
+  checkNSFW: z.boolean().default(false).meta({
+    description:
+      "true: each image is checked by the worker's NSFW classifier and reported with `NSFWContent`; only workers that have one take such tasks.",
+  }),
+  deliveryMethod: z.enum(deliveryMethods).default('sync'),
   webhookURL: z.url({ protocol: /^https?$/ }).max(2048).optional(),
   includeCost: z.boolean().default(false),
   lora: z.array(loraEntrySchema).max(MAX_LORAS_PER_TASK).default([]),
@@ -73,6 +99,12 @@ export const imageInferenceFields = {
 
 export const imageInferenceSchema = z.strictObject(imageInferenceFields).meta({ id: 'ImageInferenceTask' });
 
-export type ImageInferenceTask = z.output<typeof imageInferenceSchema>;
+/** What zod makes of a task: the shared contract, exactly (a compile-time check, below). */
+export type ParsedImageInferenceTask = z.output<typeof imageInferenceSchema>;
+type Exactly<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+const schemaMatchesContract: Exactly<Omit<ParsedImageInferenceTask, 'scheduler'>, Omit<Mutable<ImageInferenceTask>, 'scheduler' | 'seedAsText'>> = true;
+void schemaMatchesContract;
+type Mutable<T> = { -readonly [K in keyof T]: T[K] extends readonly (infer E)[] ? E[] : T[K] };
+
 export type EmbeddingEntry = z.output<typeof embeddingEntrySchema>;
 export type LoraEntry = z.output<typeof loraEntrySchema>;

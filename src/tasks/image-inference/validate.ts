@@ -1,35 +1,28 @@
-import { createError, createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../../errors.js';
+import { createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../../errors.js';
 import type { Air } from '../../contracts/air.js';
+import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import type { ModelResolver, Resolution } from '../../contracts/model-resolver.js';
+import { MAX_LORAS_PER_TASK, OUTPUT_QUALITY } from '../../contracts/task-limits.js';
 import type { ValidatedTask } from '../../contracts/validated-task.js';
-import {
-  airSchema,
-  embeddingEntrySchema,
-  imageInferenceFields,
-  imageInferenceSchema,
-  loraEntrySchema,
-  MAX_LORAS_PER_TASK,
-  type ImageInferenceTask,
-} from './schema.js';
+import type { IncomingTask } from '../task-type.js';
+import { issuesToErrors } from '../structural-errors.js';
 import { parseCommonTask } from './fast-parse.js';
 import { checkModelUse, type ModelUse, type RuleLimits } from './model-rules.js';
-import { issuesToErrors } from '../structural-errors.js';
+import { separateRunwareFields } from './runware-field-answers.js';
+import { airSchema, embeddingEntrySchema, imageInferenceFields, imageInferenceSchema, loraEntrySchema } from './schema.js';
 
 /**
- * The validation stage: structure (zod) first, then semantics against resolved models. Every task is
- * judged on its own and every problem of a task is reported, not only the first; one bad task never
- * affects another. All AIRs of the request are resolved in one call to the resolver.
+ * The validation stage of imageInference: structure (the fast path, else zod) first, then semantics against
+ * the resolved models. Every task is judged on its own and every problem of a task is reported, not only the
+ * first; one bad task never affects another. All AIRs of the request are resolved in one call.
  */
-
-export const supportedTaskTypes = ['imageInference'] as const;
 
 /** Past this many errors a task is junk, not a typo; the rest would only bloat the response. */
 export const MAX_ERRORS_PER_TASK = 50;
 
 export interface TaskVerdict {
   readonly index: number;
-  readonly taskUUID: string | undefined;
-  readonly taskType: string | undefined;
+  readonly details: ErrorDetails;
   readonly errors: readonly ApiError[];
   readonly warnings: readonly ApiWarning[];
   /** The normalised task with its resolved models, present exactly when there are no errors. */
@@ -43,22 +36,18 @@ export interface ValidationDependencies {
 
 interface Inspection {
   readonly index: number;
-  readonly taskUUID: string | undefined;
-  readonly taskType: string | undefined;
   readonly details: ErrorDetails;
   readonly errors: ApiError[];
+  readonly warnings: ApiWarning[];
   readonly parsed: ImageInferenceTask | undefined;
-  /** Absent when the task is not an imageInference at all, so there is nothing to resolve. */
-  readonly use: ModelUse | undefined;
+  readonly use: ModelUse;
 }
 
-export async function validateTasks(tasks: readonly unknown[], dependencies: ValidationDependencies): Promise<TaskVerdict[]> {
-  const inspections = tasks.map((task, index) => inspectStructure(task, index, dependencies.limits));
-  flagDuplicateTaskUUIDs(inspections);
+export async function validateImageInferenceTasks(tasks: readonly IncomingTask[], dependencies: ValidationDependencies): Promise<TaskVerdict[]> {
+  const inspections = tasks.map((task) => inspectStructure(task, dependencies.limits));
 
   const airs = new Map<string, Air>();
   for (const { use } of inspections) {
-    if (!use) continue;
     if (use.model) airs.set(use.model.canonical, use.model);
     for (const entry of use.embeddings) airs.set(entry.air.canonical, entry.air);
     for (const entry of use.loras) airs.set(entry.air.canonical, entry.air);
@@ -69,33 +58,45 @@ export async function validateTasks(tasks: readonly unknown[], dependencies: Val
     list.length === 0 ? new Map() : (dependencies.resolver.resolveFromMemory?.(list) ?? (await dependencies.resolver.resolveMany(list)));
 
   return inspections.map((inspection) => {
-    const outcome = inspection.use
-      ? checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details)
-      : { errors: [], warnings: [] };
+    const outcome = checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details);
     const errors = inspection.errors.length + outcome.errors.length === 0 ? inspection.errors : [...inspection.errors, ...outcome.errors].slice(0, MAX_ERRORS_PER_TASK);
-    const delivery = deliveryWarnings(inspection);
+    const late = lateWarnings(inspection);
+    const early = inspection.warnings;
+    const warnings = early.length + late.length === 0 ? outcome.warnings : [...early, ...outcome.warnings, ...late];
     return {
       index: inspection.index,
-      taskUUID: inspection.taskUUID,
-      taskType: inspection.taskType,
+      details: inspection.details,
       errors,
-      warnings: delivery.length === 0 ? outcome.warnings : [...outcome.warnings, ...delivery],
+      warnings,
       valid: errors.length === 0 && inspection.parsed ? withRecords(inspection.parsed, inspection.index, resolutions) : undefined,
     };
   });
 }
 
-/** Async delivery is accepted for Runware compatibility but not implemented: the client is told, not misled. */
-function deliveryWarnings(inspection: Inspection): ApiWarning[] {
+/** What the parsed task asks for that clipgate takes without doing: the client is told, not misled. */
+function lateWarnings(inspection: Inspection): ApiWarning[] {
   const task = inspection.parsed;
-  if (!task || (task.deliveryMethod !== 'async' && task.webhookURL === undefined)) return [];
-  return [
-    createWarning(
-      'deliveredSynchronously',
-      'This gateway answers every task in its own request: deliveryMethod "async" is treated as "sync" and the webhookURL is not called.',
-      { ...inspection.details, parameter: task.webhookURL !== undefined ? 'webhookURL' : 'deliveryMethod' },
-    ),
-  ];
+  if (!task) return [];
+  const warnings: ApiWarning[] = [];
+  // Async delivery is accepted for Runware compatibility but not implemented yet.
+  if (task.deliveryMethod === 'async' || task.webhookURL !== undefined) {
+    warnings.push(
+      createWarning(
+        'deliveredSynchronously',
+        'This gateway answers every task in its own request: deliveryMethod "async" is treated as "sync" and the webhookURL is not called.',
+        { ...inspection.details, parameter: task.webhookURL !== undefined ? 'webhookURL' : 'deliveryMethod' },
+      ),
+    );
+  }
+  if (task.outputFormat === 'PNG' && task.outputQuality !== OUTPUT_QUALITY.default) {
+    warnings.push(
+      createWarning('parameterNotApplied', `outputQuality ${task.outputQuality} is not applied: PNG is lossless and takes no quality. Ask for JPG or WEBP to set one.`, {
+        ...inspection.details,
+        parameter: 'outputQuality',
+      }),
+    );
+  }
+  return warnings;
 }
 
 /** Attaches the resolved records; the rules have already refused a task whose models did not resolve. */
@@ -110,45 +111,24 @@ function withRecords(task: ImageInferenceTask, index: number, resolutions: Reado
   return { task, index, model, embeddings: embeddings.flatMap(({ air, weight, record }) => (record ? [{ air, weight, record }] : [])) };
 }
 
-function inspectStructure(raw: unknown, index: number, limits: RuleLimits): Inspection {
-  if (!isPlainObject(raw)) {
-    const details = { taskIndex: index };
-    const error = createError('invalidTask', `task ${index} must be a JSON object with taskType and taskUUID; got ${raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw}.`, details);
-    return { index, taskUUID: undefined, taskType: undefined, details, errors: [error], parsed: undefined, use: undefined };
-  }
-
-  const taskUUID = typeof raw['taskUUID'] === 'string' && raw['taskUUID'].length <= 128 ? raw['taskUUID'] : undefined;
-  const taskType = typeof raw['taskType'] === 'string' && raw['taskType'].length <= 64 ? raw['taskType'] : undefined;
-  const details: ErrorDetails = detailsOf(taskUUID, taskType, index);
-
-  if (taskType !== 'imageInference') {
-    const what = raw['taskType'] === undefined ? 'taskType is required' : `taskType ${JSON.stringify(taskType ?? raw['taskType'])?.slice(0, 80)} is not supported`;
-    const error = createError('unsupportedTaskType', `${what}; this gateway runs ${supportedTaskTypes.map((type) => `"${type}"`).join(', ')}.`, {
-      ...details,
-      parameter: 'taskType',
-      allowed: supportedTaskTypes,
-    });
-    return { index, taskUUID, taskType, details, errors: [error], parsed: undefined, use: undefined };
-  }
-
+function inspectStructure(incoming: IncomingTask, limits: RuleLimits): Inspection {
+  const { index, details, raw } = incoming;
+  // A refused task (a taskUUID shared in the request) keeps its other checks, so the client sees everything.
+  const refusals = incoming.refusals.length === 0 ? [] : [...incoming.refusals];
   const common = parseCommonTask(raw);
-  if (common) return { index, taskUUID, taskType, details, errors: [], parsed: common, use: bounded(useOfParsed(common), limits) };
-  const result = imageInferenceSchema.safeParse(raw);
-  if (result.success) {
-    return { index, taskUUID, taskType, details, errors: [], parsed: result.data, use: bounded(useOfParsed(result.data), limits) };
-  }
-  const errors = issuesToErrors(result.error.issues, { input: raw, knownKeys, details });
-  return { index, taskUUID, taskType, details, errors, parsed: undefined, use: bounded(useOfRaw(raw), limits) };
-}
+  if (common) return { index, details, errors: refusals, warnings: [], parsed: common, use: bounded(useOfParsed(common), limits) };
 
-/** Built field by field: this runs for every task, and conditional spreads cost more than the rest of it. */
-function detailsOf(taskUUID: string | undefined, taskType: string | undefined, taskIndex: number): ErrorDetails {
-  // In this order: it is the order of the fields in every error the client reads.
-  const details: ErrorDetails = {};
-  if (taskUUID !== undefined) details.taskUUID = taskUUID;
-  if (taskType !== undefined) details.taskType = taskType;
-  details.taskIndex = taskIndex;
-  return details;
+  // Documented Runware fields clipgate does not take as parameters are answered here, before the schema.
+  const separated = separateRunwareFields(raw, details);
+  const errors = [...refusals, ...separated.errors];
+  const result = imageInferenceSchema.safeParse(separated.task);
+  if (result.success) {
+    const parsed: ImageInferenceTask = result.data;
+    if (typeof raw['seed'] === 'string') parsed.seedAsText = true;
+    return { index, details, errors, warnings: separated.warnings, parsed, use: bounded(useOfParsed(parsed), limits) };
+  }
+  errors.push(...issuesToErrors(result.error.issues, { input: separated.task, knownKeys, details }));
+  return { index, details, errors, warnings: separated.warnings, parsed: undefined, use: bounded(useOfRaw(separated.task), limits) };
 }
 
 /**
@@ -212,34 +192,4 @@ const taskKeys = Object.keys(imageInferenceFields);
 
 function knownKeys(path: readonly PropertyKey[]): readonly string[] {
   return path.length === 0 ? taskKeys : entryKeys;
-}
-
-function flagDuplicateTaskUUIDs(inspections: readonly Inspection[]): void {
-  if (inspections.length < 2) return;
-  const indexesByUUID = new Map<string, number[]>();
-  for (const { taskUUID, index } of inspections) {
-    if (taskUUID === undefined) continue;
-    const key = taskUUID.toLowerCase();
-    const indexes = indexesByUUID.get(key);
-    if (indexes) indexes.push(index);
-    else indexesByUUID.set(key, [index]);
-  }
-  for (const indexes of indexesByUUID.values()) {
-    if (indexes.length < 2) continue;
-    for (const index of indexes) {
-      const inspection = inspections[index];
-      if (!inspection) continue;
-      // Every task sharing the id is refused: results are matched by taskUUID, so none could be told apart.
-      inspection.errors.push(
-        createError('duplicateTaskUUID', `taskUUID "${inspection.taskUUID}" is used by tasks ${indexes.join(', ')} of this request; give each task its own UUID.`, {
-          ...inspection.details,
-          parameter: 'taskUUID',
-        }),
-      );
-    }
-  }
-}
-
-function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return value !== null && typeof value === 'object' && !Array.isArray(value);
 }

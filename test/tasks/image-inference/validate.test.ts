@@ -1,13 +1,17 @@
 import { describe, expect, it } from 'vitest';
 import { createCatalogueResolver } from '../../../src/models/catalogue.js';
 import type { ModelResolver } from '../../../src/contracts/model-resolver.js';
-import { MAX_ERRORS_PER_TASK, validateTasks } from '../../../src/tasks/image-inference/validate.js';
-import { imageTask, testRecords } from '../../helper.js';
+import { MAX_ERRORS_PER_TASK, validateImageInferenceTasks, type ValidationDependencies } from '../../../src/tasks/image-inference/validate.js';
+import { imageTask, incomingTasks, testRecords } from '../../helper.js';
 
 const resolver = createCatalogueResolver(testRecords);
 const limits = { maxEmbeddingsPerTask: 10 };
 
-async function verdictOf(task: unknown) {
+/** imageInference tasks as the task service hands them over (it answers non-objects and other task types itself). */
+const validateTasks = (tasks: readonly Record<string, unknown>[], dependencies: ValidationDependencies) =>
+  validateImageInferenceTasks(incomingTasks(tasks), dependencies);
+
+async function verdictOf(task: Record<string, unknown>) {
   const [verdict] = await validateTasks([task], { resolver, limits });
   if (!verdict) throw new Error('no verdict');
   return verdict;
@@ -104,19 +108,6 @@ describe('structural checks', () => {
     const urn = await verdictOf(imageTask({ model: 'urn:air:sd1:checkpoint:civitai:4384@128713', embeddings: [{ model: 'urn:air:sd1:embedding:CivitAI:7808@9208' }] }));
     expect(urn.errors).toEqual([]);
     expect(urn.valid?.task.embeddings[0]?.model.canonical).toBe('civitai:7808@9208');
-  });
-
-  it('refuses an element that is not an object, and a missing or unknown taskType', async () => {
-    const verdicts = await validateTasks([42, null, ['x'], { taskUUID: 'x' }, { taskType: 'videoInference' }], { resolver, limits });
-    expect(verdicts.map((verdict) => verdict.errors[0]?.code)).toEqual([
-      'invalidTask',
-      'invalidTask',
-      'invalidTask',
-      'unsupportedTaskType',
-      'unsupportedTaskType',
-    ]);
-    expect(verdicts[3]?.errors[0]).toMatchObject({ message: expect.stringContaining('taskType is required'), taskUUID: 'x', taskIndex: 3 });
-    expect(verdicts[4]?.errors[0]).toMatchObject({ allowed: ['imageInference'], taskType: 'videoInference' });
   });
 
   it('refuses a taskUUID that is not a UUID and a webhook that is not http(s)', async () => {
@@ -290,16 +281,6 @@ describe('warnings', () => {
 });
 
 describe('the request as a whole', () => {
-  it('refuses every task that shares a taskUUID and keeps the others', async () => {
-    const shared = '7f8b1f4e-1111-4f7a-9a53-2f1c0e6c0c01';
-    const verdicts = await validateTasks([imageTask({ taskUUID: shared }), imageTask(), imageTask({ taskUUID: shared.toUpperCase() })], {
-      resolver,
-      limits,
-    });
-    expect(verdicts.map((verdict) => codes(verdict))).toEqual([['duplicateTaskUUID'], [], ['duplicateTaskUUID']]);
-    expect(verdicts[0]?.errors[0]?.message).toContain('tasks 0, 2');
-  });
-
   it('resolves all AIRs of a request in one call', async () => {
     const calls: string[][] = [];
     const counting: ModelResolver = {

@@ -1,0 +1,24 @@
+import type { Dispatcher } from '../contracts/dispatcher.js';
+import type { ModelResolver } from '../contracts/model-resolver.js';
+import type { ApiKeys } from './api-keys.js';
+import { createAuthenticationTaskType } from './authentication/authentication-task.js';
+import { createImageInferenceTaskType } from './image-inference/image-inference-task.js';
+import type { RuleLimits } from './image-inference/model-rules.js';
+import { pingTaskType } from './ping/ping-task.js';
+import type { TaskType } from './task-type.js';
+
+export interface TaskTypeDependencies {
+  readonly keys: ApiKeys;
+  readonly resolver: ModelResolver;
+  readonly dispatcher: Dispatcher;
+  readonly limits: RuleLimits;
+}
+
+/** The one registry of task types: a new type is a module of its own, added here. */
+export function createTaskTypes(dependencies: TaskTypeDependencies): TaskType[] {
+  return [
+    createImageInferenceTaskType(dependencies),
+    createAuthenticationTaskType(dependencies.keys),
+    pingTaskType,
+  ];
+}
