@@ -12,6 +12,9 @@ import { embeddingFileRoutes } from './api/routes/embedding-files.js';
 import { imageRoutes } from './api/routes/images.js';
 import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
+import { webSocketRoutes } from './api/websocket/websocket-route.js';
+import { createMemorySessionStore } from './sessions/memory-session-store.js';
+import { createSessionHub, hubTiming, sessionTiming, type SessionHub } from './sessions/session-hub.js';
 import { createApiKeys } from './tasks/api-keys.js';
 import { createTaskService } from './tasks/task-service.js';
 import { createTaskTypes } from './tasks/task-types.js';
@@ -35,6 +38,8 @@ export interface AppDependencies {
   readonly readiness?: ReadinessProbe;
   /** Where log lines go; stdout when absent. */
   readonly logStream?: DestinationStream;
+  /** WebSocket sessions; in this process alone when absent. */
+  readonly sessions?: SessionHub;
 }
 
 /** The whole gateway as a Fastify instance, without a port: plugins and routes, nothing else. */
@@ -91,6 +96,20 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   // The task routes authorize inside: Runware's payload auth puts the key in the body.
   app.decorateRequest('principal', undefined);
   await app.register(taskRoutes, { service, keys, maxTasksPerRequest: config.limits.maxTasksPerRequest });
+  const sessions = dependencies.sessions ?? createSessionHub({ store: createMemorySessionStore(sessionTiming(config)), ...hubTiming(config), logger: app.log });
+  if (!dependencies.sessions) app.addHook('onClose', () => sessions.close());
+  await app.register(webSocketRoutes, {
+    service,
+    hub: sessions,
+    limits: {
+      maxFrameBytes: config.limits.bodyLimitBytes,
+      maxTasksPerFrame: config.limits.maxTasksPerRequest,
+      maxTasksInFlight: config.websocket.maxTasksInFlight,
+      maxBufferedBytes: config.websocket.maxBufferedBytes,
+      idleMs: config.websocket.idleMs,
+      maxSocketsPerKey: config.websocket.maxSocketsPerKey,
+    },
+  });
   await app.register(async (api) => {
     installBearerAuth(api, keys, { keyInBody: false });
     await api.register(modelRoutes, { resolver: dependencies.resolver, publicBaseUrl: config.publicBaseUrl });

@@ -1,7 +1,7 @@
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { MAX_EMBEDDINGS_CEILING } from './tasks/image-inference/schema.js';
+import { MAX_EMBEDDINGS_CEILING } from './contracts/task-limits.js';
 
 /**
  * Environment → typed configuration (DESIGN §8). Every variable is validated here, and a bad one stops
@@ -61,6 +61,11 @@ const environmentSchema = z.object({
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
   MAX_EMBEDDINGS_PER_TASK: positiveInt(10, MAX_EMBEDDINGS_CEILING),
   BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
+  WS_MAX_TASKS_IN_FLIGHT: positiveInt(100, 100_000),
+  WS_MAX_SOCKETS_PER_KEY: positiveInt(100, 100_000),
+  WS_MAX_BUFFERED_BYTES: positiveInt(64 * 1024 * 1024, 1024 * 1024 * 1024),
+  WS_IDLE_TIMEOUT_MS: positiveInt(120_000, 3_600_000),
+  WS_RESUME_WINDOW_SECONDS: positiveInt(120, 86_400),
 });
 
 export interface Config {
@@ -100,6 +105,14 @@ export interface Config {
     readonly maxTasksPerRequest: number;
     readonly maxEmbeddingsPerTask: number;
     readonly bodyLimitBytes: number;
+  };
+  readonly websocket: {
+    readonly maxTasksInFlight: number;
+    readonly maxSocketsPerKey: number;
+    readonly maxBufferedBytes: number;
+    readonly idleMs: number;
+    /** How long a dropped session, its tasks and their undelivered answers are kept for a resume. */
+    readonly resumeWindowMs: number;
   };
 }
 
@@ -167,6 +180,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,
       maxEmbeddingsPerTask: values.MAX_EMBEDDINGS_PER_TASK,
       bodyLimitBytes: values.BODY_LIMIT_BYTES,
+    },
+    websocket: {
+      maxTasksInFlight: values.WS_MAX_TASKS_IN_FLIGHT,
+      maxSocketsPerKey: values.WS_MAX_SOCKETS_PER_KEY,
+      maxBufferedBytes: values.WS_MAX_BUFFERED_BYTES,
+      idleMs: values.WS_IDLE_TIMEOUT_MS,
+      resumeWindowMs: values.WS_RESUME_WINDOW_SECONDS * 1000,
     },
   };
 }

@@ -5,7 +5,10 @@ import type { ReadinessProbe } from './api/routes/health.js';
 import type { Config } from './config.js';
 import { createDispatchStage, type DispatchStage } from './dispatch/create-dispatch.js';
 import type { ModelRecord } from './contracts/model-record.js';
-import { createModelResolution, type ModelResolution } from './models/model-resolution.js';
+import { createModelResolution, REDIS_NAMESPACE, type ModelResolution } from './models/model-resolution.js';
+import { createMemorySessionStore } from './sessions/memory-session-store.js';
+import { createRedisSessionStore } from './sessions/redis-session-store.js';
+import { createSessionHub, hubTiming, sessionTiming } from './sessions/session-hub.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -28,17 +31,25 @@ export async function createGateway(
 ): Promise<Gateway> {
   const resolution = createModelResolution(config, operatorRecords, logger);
   const dispatch = createDispatchStage(config, logger);
+  const timing = sessionTiming(config);
+  const sessions = createSessionHub({
+    store: resolution.redis ? createRedisSessionStore({ redis: resolution.redis, namespace: REDIS_NAMESPACE, timing }) : createMemorySessionStore(timing),
+    ...hubTiming(config),
+    logger,
+  });
   const app = await buildApp({
     config,
     resolver: resolution.resolver,
     contentStore: resolution.contentStore,
     dispatcher: dispatch.dispatcher,
     imageStore: dispatch.imageStore,
+    sessions,
     ...(readiness && { readiness }),
     ...(logStream && { logStream }),
   });
   app.addHook('onClose', async () => {
     await dispatch.close();
+    await sessions.close();
     await resolution.close();
   });
   return { app, resolution, dispatch, close: () => app.close() };

@@ -74,6 +74,11 @@ describe('loadConfig', () => {
       IMAGE_STORE_DIR: '/var/lib/clipgate/images',
       IMAGE_TTL_SECONDS: '600',
       COST_PER_MEGAPIXEL_STEP: '0.5',
+      WS_MAX_TASKS_IN_FLIGHT: '12',
+      WS_MAX_SOCKETS_PER_KEY: '3',
+      WS_MAX_BUFFERED_BYTES: '1000000',
+      WS_IDLE_TIMEOUT_MS: '45000',
+      WS_RESUME_WINDOW_SECONDS: '30',
     });
     expect(config).toEqual({
       environment: 'production',
@@ -103,6 +108,7 @@ describe('loadConfig', () => {
       imageTtlSeconds: 600,
       costPerMegapixelStep: 0.5,
       limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
+      websocket: { maxTasksInFlight: 12, maxSocketsPerKey: 3, maxBufferedBytes: 1_000_000, idleMs: 45_000, resumeWindowMs: 30_000 },
     });
   });
 

@@ -73,6 +73,10 @@ export class TaskResponseCollector implements TaskSink {
     (answers.warnings ??= []).push(...warnings);
   }
 
+  end(): void {
+    // The REST answer is sent once every task has ended, when the task service's run resolves.
+  }
+
   /** The answer so far, and its status. */
   response(): { status: number; body: TaskResponse; retryAfterSeconds: number } {
     let data: TaskResult[] | undefined;

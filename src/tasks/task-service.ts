@@ -2,7 +2,7 @@ import { createError, type ApiError, type ErrorDetails } from '../errors.js';
 import type { ApiKeys } from './api-keys.js';
 import { AUTHENTICATION, invalidKeyError, readCredentials } from './authentication/authentication-task.js';
 import type { Principal } from '../contracts/principal.js';
-import type { IncomingTask, TaskContext, TaskSink, TaskType } from './task-type.js';
+import type { Admission, IncomingTask, TaskContext, TaskSink, TaskType } from './task-type.js';
 
 /**
  * The one task service under every transport (DESIGN §1): takes an array of tasks as the client sent it,
@@ -48,32 +48,46 @@ export function createTaskService(taskTypes: readonly TaskType[], keys: ApiKeys)
     async run(tasks, context, sink) {
       const groups = new Map<TaskType, IncomingTask[]>();
       const incoming: IncomingTask[] = [];
+      const types: TaskType[] = [];
       for (let index = 0; index < tasks.length; index++) {
         const raw = tasks[index];
         if (!isPlainObject(raw)) {
           const kind = raw === null ? 'null' : Array.isArray(raw) ? 'an array' : typeof raw;
-          sink.errors(index, [createError('invalidTask', `task ${index} must be a JSON object with taskType and taskUUID; got ${kind}.`, { taskIndex: index })]);
+          refuse(sink, index, createError('invalidTask', `task ${index} must be a JSON object with taskType and taskUUID; got ${kind}.`, { taskIndex: index }));
           continue;
         }
         const details = detailsOf(raw, index);
         const type = typeof raw['taskType'] === 'string' ? byName.get(raw['taskType']) : undefined;
         if (!type) {
-          sink.errors(index, [unsupportedTaskType(raw['taskType'], details, names)]);
+          refuse(sink, index, unsupportedTaskType(raw['taskType'], details, names));
           continue;
         }
         if (type.needsPrincipal && !context.principal) {
-          sink.errors(index, [
+          refuse(
+            sink,
+            index,
             createError('missingApiKey', 'Authenticate first: send {"taskType": "authentication", "apiKey": "<key>"} before other tasks (or the header "Authorization: Bearer <key>" over REST).', details),
-          ]);
+          );
           continue;
         }
-        const task: IncomingTask = { index, raw, details, refusals: [] };
-        incoming.push(task);
+        incoming.push({ index, raw, details, refusals: [] });
+        types.push(type);
+      }
+      if (incoming.length > 1) refuseSharedTaskUUIDs(incoming);
+      const admissions = context.admit ? await admissionsOf(incoming, types, context.admit) : undefined;
+      for (let position = 0; position < incoming.length; position++) {
+        const task = incoming[position]!;
+        const admission = admissions?.[position] ?? 'run';
+        if (admission === 'skip') continue;
+        if (admission !== 'run') {
+          refuse(sink, task.index, admission);
+          continue;
+        }
+        const type = types[position]!;
         const group = groups.get(type);
         if (group) group.push(task);
         else groups.set(type, [task]);
       }
-      if (incoming.length > 1) refuseSharedTaskUUIDs(incoming);
       if (groups.size === 1) {
         for (const [type, group] of groups) await type.run(group, context, sink);
         return;
@@ -81,6 +95,19 @@ export function createTaskService(taskTypes: readonly TaskType[], keys: ApiKeys)
       await Promise.all([...groups].map(([type, group]) => type.run(group, context, sink)));
     },
   };
+}
+
+function refuse(sink: TaskSink, index: number, error: ApiError): void {
+  sink.errors(index, [error]);
+  sink.end(index);
+}
+
+/** The transport's word on the tasks that do work; the others (ping, authentication) always run. */
+async function admissionsOf(tasks: readonly IncomingTask[], types: readonly TaskType[], admit: NonNullable<TaskContext['admit']>): Promise<Admission[]> {
+  const working = tasks.filter((_task, position) => types[position]!.needsPrincipal);
+  const verdicts = working.length === 0 ? [] : await admit(working);
+  const byTask = new Map(working.map((task, position) => [task, verdicts[position] ?? 'run']));
+  return tasks.map((task) => byTask.get(task) ?? 'run');
 }
 
 function unsupportedTaskType(taskType: unknown, details: ErrorDetails, names: readonly string[]): ApiError {

@@ -25,17 +25,27 @@ export interface TaskContext {
   readonly cancellation: Cancellation;
   /** The WebSocket session the answers go to, for the authentication answer; absent over REST. */
   readonly connectionSessionUUID?: string;
+  /**
+   * Asked, for the tasks that do work (types that need a principal) and only after the service's own checks,
+   * whether each runs; absent: all run.
+   */
+  readonly admit?: (tasks: readonly IncomingTask[]) => Promise<readonly Admission[]>;
 }
 
 /**
  * Where a task type reports: results as soon as each exists (one image, a pong), a task's errors together,
- * warnings before the task's first result. Every task ends in results or errors, never neither.
+ * warnings before the task's first result, then `end` once the task has given everything. Every task ends
+ * in results or errors, never neither.
  */
 export interface TaskSink {
   result(index: number, result: TaskResult): void;
   errors(index: number, errors: readonly ApiError[]): void;
   warnings(index: number, warnings: readonly ApiWarning[]): void;
+  end(index: number): void;
 }
+
+/** What a transport says about a task before it runs (the WebSocket's sessions: run it, or its answers are coming already). */
+export type Admission = 'run' | 'skip' | ApiError;
 
 export interface TaskType {
   readonly taskType: string;

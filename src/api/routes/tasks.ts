@@ -7,6 +7,7 @@ import { installBearerAuth } from '../auth.js';
 import { ClientRequestError } from '../client-request-error.js';
 import { taskArraySchema, taskResponseSchema } from '../response-schema.js';
 import { TaskResponseCollector } from '../task-response.js';
+import { readTaskArray } from '../task-array.js';
 import { toWireJson } from '../wire-json.js';
 
 export interface TaskRouteOptions {
@@ -30,7 +31,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
   const { service } = options;
   installBearerAuth(app, options.keys, { keyInBody: true });
   const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<string> => {
-    const tasks = requireTaskArray(request.body, options.maxTasksPerRequest);
+    const tasks = readTaskArray(request.body, options.maxTasksPerRequest);
     // The bearer key was checked before the body was read; without one, the key may come first in the array.
     let principal = request.principal;
     if (!principal) {
@@ -77,24 +78,4 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
   };
   app.post('/v1/tasks', routeOptions, handler);
   app.post('/v1', { ...routeOptions, schema: { ...schema, hide: true } }, handler);
-}
-
-function requireTaskArray(body: unknown, maxTasks: number): unknown[] {
-  if (!Array.isArray(body)) {
-    const got = body === undefined || body === null ? 'no tasks (an empty body or null)' : typeof body === 'object' ? 'a single object' : typeof body;
-    throw new ClientRequestError(
-      createError('invalidRequestBody', `The body must be a JSON array of tasks; got ${got}. Wrap a single task in brackets: [ { "taskType": "imageInference", … } ].`),
-    );
-  }
-  if (body.length === 0) {
-    throw new ClientRequestError(createError('invalidRequestBody', 'The task array is empty; send at least one task.', { min: 1 }));
-  }
-  if (body.length > maxTasks) {
-    throw new ClientRequestError(
-      createError('tooManyTasks', `The request holds ${body.length} tasks; this gateway takes at most ${maxTasks} per request. Split it into several requests.`, {
-        max: maxTasks,
-      }),
-    );
-  }
-  return body;
 }

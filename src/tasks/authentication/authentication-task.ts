@@ -74,6 +74,7 @@ export function createAuthenticationTaskType(keys: ApiKeys): TaskType {
             ...(taskUUID !== undefined && { taskUUID }),
           });
         }
+        sink.end(task.index);
       }
     },
   };

@@ -25,6 +25,7 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
         if (verdict.warnings.length > 0) sink.warnings(verdict.index, verdict.warnings);
         if (!verdict.valid) {
           sink.errors(verdict.index, verdict.errors);
+          sink.end(verdict.index);
           continue;
         }
         const index = verdict.index;
@@ -32,6 +33,7 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
           dependencies.dispatcher.dispatch(verdict.valid, { details: verdict.details, cancellation: context.cancellation }).then((outcome) => {
             if (outcome.kind === 'failed') sink.errors(index, [outcome.error]);
             else for (const image of outcome.images) sink.result(index, image);
+            sink.end(index);
           }),
         );
       }

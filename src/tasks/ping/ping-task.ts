@@ -17,16 +17,15 @@ export const pingTaskType: TaskType = {
   async run(tasks, _context, sink) {
     for (const task of tasks) {
       const { ping } = task.raw;
+      const taskUUID = task.details.taskUUID;
       if (ping !== undefined && ping !== true) {
         sink.errors(task.index, [createError('invalidParameter', 'ping must be true: {"taskType": "ping", "ping": true}.', { ...task.details, parameter: 'ping' })]);
-        continue;
-      }
-      if (task.refusals.length > 0) {
+      } else if (task.refusals.length > 0) {
         sink.errors(task.index, task.refusals);
-        continue;
+      } else {
+        sink.result(task.index, taskUUID === undefined ? pong : { taskType: 'ping', pong: true, taskUUID });
       }
-      const taskUUID = task.details.taskUUID;
-      sink.result(task.index, taskUUID === undefined ? pong : { taskType: 'ping', pong: true, taskUUID });
+      sink.end(task.index);
     }
   },
 };
