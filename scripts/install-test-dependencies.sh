@@ -3,6 +3,8 @@
 #  - Debian's redis-server: the tests start their own on free loopback ports.
 #  - worker/.venv: the reference GPU worker's Python environment (CPU is enough: its tests build tiny random
 #    pipelines in process and download no model).
+#  - test/integration/clients/python/.venv-*: Runware's published Python clients, one environment each (both
+#    install a module named `runware`), for the tests that point them at clipgate.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +24,12 @@ if [ ! -x worker/.venv/bin/python ]; then
 fi
 worker/.venv/bin/python -m pip install -q --disable-pip-version-check -r worker/requirements-test.txt
 worker/.venv/bin/python -c 'import torch, diffusers, transformers; print("worker environment: torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
+
+clients=test/integration/clients/python
+for client in runware runware-sdk; do
+  if [ ! -x "$clients/.venv-$client/bin/python" ]; then
+    python3 -m venv "$clients/.venv-$client"
+  fi
+  "$clients/.venv-$client/bin/python" -m pip install -q --disable-pip-version-check -r "$clients/requirements-$client.txt"
+done
+echo "Runware Python clients: $("$clients/.venv-runware/bin/python" -m pip show runware | sed -n 's/^Version: //p') (runware), $("$clients/.venv-runware-sdk/bin/python" -m pip show runware-sdk | sed -n 's/^Version: //p') (runware-sdk)"

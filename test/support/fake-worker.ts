@@ -11,6 +11,7 @@ import {
   type JobImage,
   type JobRequest,
   type WorkerError,
+  type WorkerCapability,
   type WorkerHealth,
 } from '../../src/dispatch/worker-protocol.js';
 import { tinyImage } from './tiny-images.js';
@@ -44,6 +45,12 @@ export interface FakeWorkerOptions {
   port?: number;
   /** Draws in [0, 1) for failureRate; default a generator with a fixed seed, so runs repeat. */
   random?: () => number;
+  /**
+   * Optional protocol features it advertises. `nsfwCheck`: its "classifier" flags an image NSFW when the
+   * positive prompt contains "nsfw". A job that carries a feature's field without it is refused (400), as a
+   * strict worker of the core protocol refuses a field it does not know.
+   */
+  capabilities?: WorkerCapability[];
 }
 
 export interface FakeWorkerBehaviour {
@@ -165,11 +172,17 @@ function writeEvent(response: ServerResponse, event: JobEvent, onFlushed?: () =>
 
 function imagesOf(job: JobRequest): JobImage[] {
   const first = BigInt(job.seed);
+  const nsfw = job.checkNSFW ? /nsfw/i.test(job.positivePrompt) : undefined;
   return Array.from({ length: job.numberResults }, (_, index) => {
     const seed = (first + BigInt(index)) & seedMask;
-    return { imageUUID: randomUUID(), seed: seed.toString(), format: job.outputFormat, data: Buffer.from(tinyImage(job.outputFormat, seed)).toString('base64') };
+    const image: JobImage = { imageUUID: randomUUID(), seed: seed.toString(), format: job.outputFormat, data: Buffer.from(tinyImage(job.outputFormat, seed)).toString('base64') };
+    if (nsfw !== undefined) image.nsfw = nsfw;
+    return image;
   });
 }
+
+/** The capability fields a job carries, by the capability that reads them. */
+const capabilityFields: Record<WorkerCapability, keyof JobRequest> = { outputQuality: 'outputQuality', nsfwCheck: 'checkNSFW' };
 
 function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string {
   return error.issues
@@ -180,6 +193,7 @@ function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; mess
 
 export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<FakeWorker> {
   const maxConcurrency = options.maxConcurrency ?? 4;
+  const capabilities = new Set<WorkerCapability>(options.capabilities ?? []);
   if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) throw new Error(`maxConcurrency must be an integer ≥ 1, got ${maxConcurrency}`);
   const models = new Map((options.models ?? defaultModels).map((model) => [model.air, { family: model.family, loaded: model.loaded ?? false }]));
   const random = options.random ?? seededRandom(0x5eed);
@@ -259,6 +273,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       maxConcurrency,
       load: { running: running.size, queued: 0 },
     };
+    if (capabilities.size > 0) health.capabilities = [...capabilities];
     sendJson(response, 200, health);
   }
 
@@ -302,6 +317,13 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       return;
     }
     const job = parsed.data;
+    const unknownField = (Object.entries(capabilityFields) as [WorkerCapability, keyof JobRequest][]).find(
+      ([capability, field]) => job[field] !== undefined && !capabilities.has(capability),
+    );
+    if (unknownField) {
+      sendError(response, 400, { code: 'invalidJob', message: `Not a JobRequest: ${unknownField[1]}: unknown field.`, retryable: false });
+      return;
+    }
     // Refusals the job cannot fix by waiting come first, then the worker's state.
     if (!models.has(job.model.air)) {
       sendError(response, 422, { code: 'unknownModel', message: `This worker does not serve model "${job.model.air}".`, retryable: false });
