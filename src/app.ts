@@ -107,6 +107,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       maxTasksInFlight: config.websocket.maxTasksInFlight,
       maxBufferedBytes: config.websocket.maxBufferedBytes,
       idleMs: config.websocket.idleMs,
+      slowReaderMs: config.websocket.slowReaderMs,
       maxSocketsPerKey: config.websocket.maxSocketsPerKey,
     },
   });

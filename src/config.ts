@@ -65,6 +65,7 @@ const environmentSchema = z.object({
   WS_MAX_SOCKETS_PER_KEY: positiveInt(100, 100_000),
   WS_MAX_BUFFERED_BYTES: positiveInt(64 * 1024 * 1024, 1024 * 1024 * 1024),
   WS_IDLE_TIMEOUT_MS: positiveInt(120_000, 3_600_000),
+  WS_SLOW_READER_TIMEOUT_MS: positiveInt(30_000, 600_000),
   WS_RESUME_WINDOW_SECONDS: positiveInt(120, 86_400),
 });
 
@@ -111,6 +112,7 @@ export interface Config {
     readonly maxSocketsPerKey: number;
     readonly maxBufferedBytes: number;
     readonly idleMs: number;
+    readonly slowReaderMs: number;
     /** How long a dropped session, its tasks and their undelivered answers are kept for a resume. */
     readonly resumeWindowMs: number;
   };
@@ -186,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxSocketsPerKey: values.WS_MAX_SOCKETS_PER_KEY,
       maxBufferedBytes: values.WS_MAX_BUFFERED_BYTES,
       idleMs: values.WS_IDLE_TIMEOUT_MS,
+      slowReaderMs: values.WS_SLOW_READER_TIMEOUT_MS,
       resumeWindowMs: values.WS_RESUME_WINDOW_SECONDS * 1000,
     },
   };

@@ -8,12 +8,13 @@ import type { ModelRecord } from './contracts/model-record.js';
 import { createModelResolution, REDIS_NAMESPACE, type ModelResolution } from './models/model-resolution.js';
 import { createMemorySessionStore } from './sessions/memory-session-store.js';
 import { createRedisSessionStore } from './sessions/redis-session-store.js';
-import { createSessionHub, hubTiming, sessionTiming } from './sessions/session-hub.js';
+import { createSessionHub, hubTiming, sessionTiming, type SessionHub } from './sessions/session-hub.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
   readonly resolution: ModelResolution;
   readonly dispatch: DispatchStage;
+  readonly sessions: SessionHub;
   /** Closes the app (in-flight requests finish), then the workers' pools and Redis. */
   close(): Promise<void>;
 }
@@ -52,5 +53,5 @@ export async function createGateway(
     await sessions.close();
     await resolution.close();
   });
-  return { app, resolution, dispatch, close: () => app.close() };
+  return { app, resolution, dispatch, sessions, close: () => app.close() };
 }

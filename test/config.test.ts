@@ -78,6 +78,7 @@ describe('loadConfig', () => {
       WS_MAX_SOCKETS_PER_KEY: '3',
       WS_MAX_BUFFERED_BYTES: '1000000',
       WS_IDLE_TIMEOUT_MS: '45000',
+      WS_SLOW_READER_TIMEOUT_MS: '5000',
       WS_RESUME_WINDOW_SECONDS: '30',
     });
     expect(config).toEqual({
@@ -108,7 +109,7 @@ describe('loadConfig', () => {
       imageTtlSeconds: 600,
       costPerMegapixelStep: 0.5,
       limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
-      websocket: { maxTasksInFlight: 12, maxSocketsPerKey: 3, maxBufferedBytes: 1_000_000, idleMs: 45_000, resumeWindowMs: 30_000 },
+      websocket: { maxTasksInFlight: 12, maxSocketsPerKey: 3, maxBufferedBytes: 1_000_000, idleMs: 45_000, slowReaderMs: 5000, resumeWindowMs: 30_000 },
     });
   });
 

@@ -12,16 +12,25 @@ import type { SessionEvent, SessionStore, SessionTiming, TaskClaim } from './ses
  */
 
 export interface SessionSocket {
-  /** Sends a frame; false when the socket cannot take it now (closed, or its reader is too slow). */
+  /** Sends a frame; false when the socket cannot take it now (closed, or its reader is behind). */
   send(frame: string): boolean;
+  /** False once the socket is closing: its session is detached. */
+  readonly open: boolean;
+  /** False while its reader is behind: answers wait in the store until the socket calls deliverHeld. */
+  readonly ready: boolean;
   /** Another socket resumed this session: this one is closed. */
   supersede(): void;
 }
 
 export interface SessionHub {
   open(principal: string, socket: SessionSocket): Promise<string>;
-  /** Resumes a session: what finished while it was away is delivered. False when there is no such session. */
+  /** Resumes a session; false when there is no such session of this principal. */
   resume(sessionId: string, principal: string, socket: SessionSocket): Promise<boolean>;
+  /**
+   * Delivers what the session's tasks gave while its socket could not take it: after a resume (once the
+   * transport has answered it), and when a reader that fell behind has caught up.
+   */
+  deliverHeld(sessionId: string): void;
   detach(sessionId: string): void;
   /** Decides whether a task sent on a session runs, and remembers the ones that do. */
   claim(principal: string, taskUUID: string, sessionId: string, run: CancellationSource): Promise<TaskClaim>;
@@ -76,19 +85,36 @@ export function createSessionHub(options: SessionHubOptions): SessionHub {
 
   const failed = (what: string) => (error: unknown) => options.logger.warn({ err: error }, `session store: ${what} failed`);
 
-  /** Sends a session's held answers for one task to its socket here, if it is here. */
+  /**
+   * Sends one frame to the session's socket here. A socket that cannot take it (closing, or too slow) is
+   * done: the session is detached at once, so what follows is held for a resume instead of tried again.
+   */
+  function sendTo(sessionId: string, attachment: Attachment, frame: string): boolean {
+    if (attached.get(sessionId) !== attachment) return false;
+    if (attachment.socket.send(frame)) return true;
+    if (!attachment.socket.open) detach(sessionId);
+    return false;
+  }
+
+  /** Sends a session's held answers for one task to its socket here, if it is here and keeping up. */
   async function drain(sessionId: string, taskUUID: string): Promise<void> {
     const attachment = attached.get(sessionId);
-    if (!attachment) return;
+    if (!attachment?.socket.ready) return;
     const frames = await store.take(attachment.principal, taskUUID, sessionId);
     for (let index = 0; index < frames.length; index++) {
-      const frame = frames[index]!;
       // A socket gone meanwhile: what it did not take is held again, in order.
-      if (attached.get(sessionId) !== attachment || !attachment.socket.send(frame)) {
+      if (!sendTo(sessionId, attachment, frames[index]!)) {
         for (const rest of frames.slice(index)) await store.hold(attachment.principal, taskUUID, rest);
         return;
       }
     }
+  }
+
+  function detach(sessionId: string): void {
+    const attachment = release(sessionId);
+    if (!attachment) return;
+    void store.detach(sessionId, attachment.principal).catch(failed('detaching'));
+    watchWindow(sessionId, attachment.principal);
   }
 
   async function drainAll(sessionId: string, principal: string): Promise<void> {
@@ -153,15 +179,13 @@ export function createSessionHub(options: SessionHubOptions): SessionHub {
     async resume(sessionId, principal, socket) {
       if (!(await store.resume(sessionId, principal))) return false;
       attach(sessionId, principal, socket);
-      void drainAll(sessionId, principal).catch(failed('delivering on resume'));
       return true;
     },
-    detach(sessionId) {
-      const attachment = release(sessionId);
-      if (!attachment) return;
-      void store.detach(sessionId, attachment.principal).catch(failed('detaching'));
-      watchWindow(sessionId, attachment.principal);
+    deliverHeld(sessionId) {
+      const attachment = attached.get(sessionId);
+      if (attachment) void drainAll(sessionId, attachment.principal).catch(failed('delivering on resume'));
     },
+    detach,
     async claim(principal, taskUUID, sessionId, run) {
       const claim = await store.claimTask(principal, taskUUID, sessionId);
       const key = keyOf(principal, taskUUID);
@@ -176,7 +200,7 @@ export function createSessionHub(options: SessionHubOptions): SessionHub {
     deliver(principal, taskUUID, frame) {
       const task = running.get(keyOf(principal, taskUUID));
       const attachment = task && attached.get(task.owner);
-      if (attachment && attachment.principal === principal && attachment.socket.send(frame)) return;
+      if (task && attachment && attachment.principal === principal && sendTo(task.owner, attachment, frame)) return;
       void store.hold(principal, taskUUID, frame).catch(failed('holding an answer'));
     },
     finish(principal, taskUUID) {

@@ -2,7 +2,7 @@ import { createError, type ApiError, type ErrorDetails } from '../errors.js';
 import type { ApiKeys } from './api-keys.js';
 import { AUTHENTICATION, invalidKeyError, readCredentials } from './authentication/authentication-task.js';
 import type { Principal } from '../contracts/principal.js';
-import type { Admission, IncomingTask, TaskContext, TaskSink, TaskType } from './task-type.js';
+import type { IncomingTask, TaskContext, TaskSink, TaskType } from './task-type.js';
 
 /**
  * The one task service under every transport (DESIGN §1): takes an array of tasks as the client sent it,
@@ -74,25 +74,34 @@ export function createTaskService(taskTypes: readonly TaskType[], keys: ApiKeys)
         types.push(type);
       }
       if (incoming.length > 1) refuseSharedTaskUUIDs(incoming);
-      const admissions = context.admit ? await admissionsOf(incoming, types, context.admit) : undefined;
+
+      // Tasks that need no principal (authentication, ping) start at once, before anything is awaited: their
+      // answers lead a WebSocket's frame, ahead of what a resumed session had waiting.
+      const leading = new Map<TaskType, IncomingTask[]>();
+      const working: IncomingTask[] = [];
+      const workingTypes: TaskType[] = [];
       for (let position = 0; position < incoming.length; position++) {
-        const task = incoming[position]!;
-        const admission = admissions?.[position] ?? 'run';
-        if (admission === 'skip') continue;
-        if (admission !== 'run') {
-          refuse(sink, task.index, admission);
-          continue;
-        }
         const type = types[position]!;
-        const group = groups.get(type);
-        if (group) group.push(task);
-        else groups.set(type, [task]);
+        if (type.needsPrincipal) {
+          working.push(incoming[position]!);
+          workingTypes.push(type);
+        } else addTo(leading, type, incoming[position]!);
       }
-      if (groups.size === 1) {
-        for (const [type, group] of groups) await type.run(group, context, sink);
-        return;
+      const started = [...leading].map(([type, group]) => type.run(group, context, sink));
+
+      if (working.length > 0) {
+        const admissions = context.admit ? await context.admit(working) : undefined;
+        for (let position = 0; position < working.length; position++) {
+          const task = working[position]!;
+          const admission = admissions?.[position] ?? 'run';
+          if (admission === 'skip') continue;
+          if (admission !== 'run') refuse(sink, task.index, admission);
+          else addTo(groups, workingTypes[position]!, task);
+        }
+        for (const [type, group] of groups) started.push(type.run(group, context, sink));
       }
-      await Promise.all([...groups].map(([type, group]) => type.run(group, context, sink)));
+      if (started.length === 1) await started[0];
+      else await Promise.all(started);
     },
   };
 }
@@ -102,12 +111,10 @@ function refuse(sink: TaskSink, index: number, error: ApiError): void {
   sink.end(index);
 }
 
-/** The transport's word on the tasks that do work; the others (ping, authentication) always run. */
-async function admissionsOf(tasks: readonly IncomingTask[], types: readonly TaskType[], admit: NonNullable<TaskContext['admit']>): Promise<Admission[]> {
-  const working = tasks.filter((_task, position) => types[position]!.needsPrincipal);
-  const verdicts = working.length === 0 ? [] : await admit(working);
-  const byTask = new Map(working.map((task, position) => [task, verdicts[position] ?? 'run']));
-  return tasks.map((task) => byTask.get(task) ?? 'run');
+function addTo(groups: Map<TaskType, IncomingTask[]>, type: TaskType, task: IncomingTask): void {
+  const group = groups.get(type);
+  if (group) group.push(task);
+  else groups.set(type, [task]);
 }
 
 function unsupportedTaskType(taskType: unknown, details: ErrorDetails, names: readonly string[]): ApiError {

@@ -49,7 +49,11 @@ export type Admission = 'run' | 'skip' | ApiError;
 
 export interface TaskType {
   readonly taskType: string;
-  /** False for the task types that run before a caller has authenticated (authentication itself, ping). */
+  /**
+   * False for the task types that run before a caller has authenticated (authentication itself, ping). Such
+   * a type answers within run()'s first synchronous step: the service starts them before it awaits anything,
+   * so their answers come first in a WebSocket frame's answers.
+   */
   readonly needsPrincipal: boolean;
   /**
    * Runs every task of this type in one request together (so that, e.g., all their models resolve in one

@@ -14,7 +14,7 @@ import {
   type WorkerCapability,
   type WorkerHealth,
 } from '../../src/dispatch/worker-protocol.js';
-import { tinyImage } from './tiny-images.js';
+import { paddedPng, tinyImage } from './tiny-images.js';
 
 /**
  * A GPU worker on loopback that speaks worker protocol v1 (src/dispatch/worker-protocol.ts) without a GPU:
@@ -70,6 +70,8 @@ export interface FakeWorkerBehaviour {
   hangAfterAccept: boolean;
   /** `accepted`, then the socket is destroyed. */
   crashAfterAccept: boolean;
+  /** PNG results are padded to about this many bytes (0: as small as they come), for tests that need big answers. */
+  pngBytes: number;
   /** When set, streams end with this error event instead of `result`. */
   errorEvent: WorkerError | undefined;
   healthStatus: WorkerHealth['status'];
@@ -170,12 +172,14 @@ function writeEvent(response: ServerResponse, event: JobEvent, onFlushed?: () =>
   return true;
 }
 
-function imagesOf(job: JobRequest): JobImage[] {
+function imagesOf(job: JobRequest, pngBytes: number): JobImage[] {
   const first = BigInt(job.seed);
   const nsfw = job.checkNSFW ? /nsfw/i.test(job.positivePrompt) : undefined;
   return Array.from({ length: job.numberResults }, (_, index) => {
     const seed = (first + BigInt(index)) & seedMask;
-    const image: JobImage = { imageUUID: randomUUID(), seed: seed.toString(), format: job.outputFormat, data: Buffer.from(tinyImage(job.outputFormat, seed)).toString('base64') };
+    const bytes = tinyImage(job.outputFormat, seed);
+    const data = Buffer.from(job.outputFormat === 'PNG' && pngBytes > bytes.length ? paddedPng(bytes, pngBytes - bytes.length) : bytes).toString('base64');
+    const image: JobImage = { imageUUID: randomUUID(), seed: seed.toString(), format: job.outputFormat, data };
     if (nsfw !== undefined) image.nsfw = nsfw;
     return image;
   });
@@ -206,6 +210,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     hang: false,
     hangAfterAccept: false,
     crashAfterAccept: false,
+    pngBytes: 0,
     errorEvent: undefined,
     healthStatus: 'ready',
     healthFails: false,
@@ -421,7 +426,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       inferenceMs: Math.round(now - job.acceptedAt),
       totalMs: Math.round(now - job.receivedAt),
     };
-    if (end(job, { event: 'result', jobId, images: imagesOf(job.request), timings })) completed += 1;
+    if (end(job, { event: 'result', jobId, images: imagesOf(job.request, job.behaviour.pngBytes), timings })) completed += 1;
   }
 
   function cancel(jobId: string, response: ServerResponse): void {

@@ -40,6 +40,16 @@ export function tinyImage(format: TinyImageFormat, seed: bigint): Uint8Array {
   }
 }
 
+/**
+ * The same PNG made `extraBytes` larger by an ancillary chunk (`caNv`, which decoders skip), for tests that
+ * need big answers without big pixels.
+ */
+export function paddedPng(png: Uint8Array, extraBytes: number): Uint8Array {
+  if (extraBytes <= 12) return png;
+  const end = png.length - 12; // IEND is the last 12 bytes
+  return Buffer.concat([png.subarray(0, end), pngChunk('caNv', Buffer.alloc(extraBytes - 12, 0x20)), png.subarray(end)]);
+}
+
 /** Three colour bytes from a 64-bit seed, through SplitMix64's finaliser so that seeds n and n+1 look unalike. */
 export function seedColour(seed: bigint): [number, number, number] {
   const mask = (1n << 64n) - 1n;

@@ -24,8 +24,13 @@ export interface SocketLimits {
   readonly maxFrameBytes: number;
   readonly maxTasksPerFrame: number;
   readonly maxTasksInFlight: number;
-  /** A reader this far behind is cut off: its answers wait in the session for a resume instead. */
+  /**
+   * At most this much waits in a socket's send buffer (plus the frame that crossed it); further answers wait
+   * in the session until the reader catches up.
+   */
   readonly maxBufferedBytes: number;
+  /** A reader that stays behind this long is cut off (1013); its answers wait for a resume. */
+  readonly slowReaderMs: number;
   readonly idleMs: number;
   readonly maxSocketsPerKey: number;
 }
@@ -57,6 +62,8 @@ export class TaskSocket implements SessionSocket {
   /** Frames are taken in order until each has passed authentication and admission; running does not wait. */
   private queue: Promise<void> = Promise.resolve();
   private countedPrincipal: string | undefined;
+  /** Set while the send buffer is over its limit; the timer cuts off a reader that does not catch up. */
+  private behind: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly socket: WebSocket,
@@ -72,16 +79,39 @@ export class TaskSocket implements SessionSocket {
     socket.on('error', (error) => dependencies.logger.debug({ err: error }, 'websocket error'));
   }
 
+  get open(): boolean {
+    return this.socket.readyState === this.socket.OPEN;
+  }
+
+  get ready(): boolean {
+    return this.open && this.behind === undefined;
+  }
+
   send(frame: string): boolean {
-    console.log('send', this.socket.readyState, frame.slice(0, 40));
-    if (this.socket.readyState !== this.socket.OPEN) return false;
-    if (this.socket.bufferedAmount + frame.length > this.dependencies.limits.maxBufferedBytes) {
-      // Never unbounded memory for a reader that does not read: it can resume and take its answers.
-      this.socket.close(closeCodes.slowReader, 'reader too slow: resume the session to receive the rest');
-      return false;
+    if (!this.ready) return false;
+    this.socket.send(frame, this.afterWrite);
+    // Never unbounded memory for a reader that does not read: what comes next waits in the session.
+    if (this.socket.bufferedAmount > this.dependencies.limits.maxBufferedBytes) {
+      this.behind = setTimeout(this.onSlowReader, this.dependencies.limits.slowReaderMs);
     }
-    this.socket.send(frame);
     return true;
+  }
+
+  /** After each frame is written out: a reader that was behind and has caught up gets what waited. */
+  private readonly afterWrite = () => {
+    if (this.behind === undefined || this.socket.bufferedAmount > this.dependencies.limits.maxBufferedBytes / 2) return;
+    clearTimeout(this.behind);
+    this.behind = undefined;
+    if (this.state.kind === 'authenticated') this.dependencies.hub.deliverHeld(this.state.sessionId);
+  };
+
+  private readonly onSlowReader = () => {
+    this.socket.close(closeCodes.slowReader, 'reader too slow: resume the session to receive the rest');
+  };
+
+  /** For answers no session holds: sent whenever the socket is open. */
+  sendUntracked(frame: string): void {
+    if (this.open) this.socket.send(frame);
   }
 
   supersede(): void {
@@ -95,6 +125,7 @@ export class TaskSocket implements SessionSocket {
 
   private onClose(): void {
     clearTimeout(this.idleTimer);
+    clearTimeout(this.behind);
     const state = this.state;
     this.state = { kind: 'closed' };
     if (state.kind === 'authenticated') this.dependencies.hub.detach(state.sessionId);
@@ -106,8 +137,9 @@ export class TaskSocket implements SessionSocket {
     }
   }
 
+  /** Refusals of a frame go out even to a reader that is behind: they are small, and nothing holds them. */
   private sendRefusal(error: ApiError): void {
-    this.send(toWireJson({ errors: [error] }));
+    if (this.open) this.socket.send(toWireJson({ errors: [error] }));
   }
 
   private async onFrame(frame: Buffer | undefined): Promise<void> {
@@ -134,7 +166,7 @@ export class TaskSocket implements SessionSocket {
       throw error;
     }
 
-    console.log('frame', this.state.kind, frame.toString().slice(0,50));
+    let resumed = false;
     if (this.state.kind === 'anonymous') {
       const authorization = service.authorize(tasks);
       if (authorization.kind === 'refused') {
@@ -145,7 +177,8 @@ export class TaskSocket implements SessionSocket {
       }
       if (authorization.kind === 'authorized') {
         const opened = await this.openSession(authorization.principal, authorization.resumeSession);
-        if (!opened) return;
+        if (opened === 'refused') return;
+        resumed = opened === 'resumed';
       }
     }
     const state = this.state;
@@ -157,9 +190,11 @@ export class TaskSocket implements SessionSocket {
     void service
       .run(tasks, { principal, cancellation: run, ...(sessionId !== undefined && { connectionSessionUUID: sessionId, admit: (incoming) => this.admit(incoming, sink, run) }) }, sink)
       .catch((error: unknown) => this.dependencies.logger.warn({ err: error }, 'websocket tasks failed'));
+    // The authentication answer is out (the service answers it before anything else): now what waited.
+    if (resumed && sessionId !== undefined) this.dependencies.hub.deliverHeld(sessionId);
   }
 
-  private async openSession(principal: Principal, resumeSession: string | undefined): Promise<boolean> {
+  private async openSession(principal: Principal, resumeSession: string | undefined): Promise<'opened' | 'resumed' | 'refused'> {
     const { hub, limits, socketsPerPrincipal } = this.dependencies;
     const held = socketsPerPrincipal.get(principal.id) ?? 0;
     if (held >= limits.maxSocketsPerKey) {
@@ -171,7 +206,7 @@ export class TaskSocket implements SessionSocket {
       );
       this.socket.close(closeCodes.tooManyConnections, 'tooManyConnections');
       this.state = { kind: 'closed' };
-      return false;
+      return 'refused';
     }
     socketsPerPrincipal.set(principal.id, held + 1);
     this.countedPrincipal = principal.id;
@@ -180,10 +215,10 @@ export class TaskSocket implements SessionSocket {
     // The socket may have closed while the session was being opened.
     if (this.state.kind === 'closed') {
       hub.detach(sessionId);
-      return false;
+      return 'refused';
     }
     this.state = { kind: 'authenticated', principal, sessionId };
-    return true;
+    return resumed ? 'resumed' : 'opened';
   }
 
   /** Whether each task runs here: at most maxTasksInFlight at once, and a task sent before is not run twice. */
@@ -234,6 +269,7 @@ interface TrackedTask {
  * it for a resume; the rest (pongs, the authentication answer, refusals) go straight to this socket.
  */
 class FrameSink implements TaskSink {
+  // Answers outside a session's tasks (pongs, the authentication answer) are small and go out even to a reader that is behind.
   private readonly tracked = new Map<number, TrackedTask>();
   private pendingWarnings: Map<number, readonly ApiWarning[]> | undefined;
 
@@ -276,6 +312,6 @@ class FrameSink implements TaskSink {
     const frame = toWireJson(body);
     const task = this.tracked.get(index);
     if (task && this.principal !== undefined) this.hub.deliver(this.principal, task.taskUUID, frame);
-    else this.socket.send(frame);
+    else this.socket.sendUntracked(frame);
   }
 }
