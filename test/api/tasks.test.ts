@@ -1,4 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { seedToJson } from '../../src/contracts/seed.js';
+import { randomSeed } from '../../src/dispatch/random-seed.js';
 import { createCatalogueResolver } from '../../src/models/catalogue.js';
 import { authorized, buildTestApp, createEchoDispatcher, imageTask, postTasks, TEST_API_KEY, testConfig, testRecords } from '../helper.js';
 
@@ -206,3 +208,75 @@ describe('request ids', () => {
     expect(hostile.headers['x-request-id']).toMatch(/^[0-9a-f-]{36}$/);
   });
 });
+
+describe("Runware's wire format over REST", () => {
+  it('answers a success with data alone: no empty errors or warnings member', async () => {
+    const app = await buildTestApp({ dispatcher: createEchoDispatcher() });
+    const response = await app.inject({ method: 'POST', url: '/v1', headers: authorized, payload: JSON.stringify([imageTask()]) });
+    expect(response.statusCode).toBe(200);
+    expect(Object.keys(response.json())).toEqual(['data']);
+    expect(response.headers['content-type']).toBe('application/json; charset=utf-8');
+  });
+
+  it('repeats the dominant error at the top level when no task produced data, and only then', async () => {
+    const app = await buildTestApp({ dispatcher: createEchoDispatcher() });
+    const failed = await app.inject({ method: 'POST', url: '/v1', headers: authorized, payload: JSON.stringify([imageTask({ width: 500 }), imageTask({ model: 'civitai:999@1' })]) });
+    expect(failed.statusCode).toBe(400);
+    expect(failed.json().error).toEqual({ code: 'invalidParameter', message: 'width must be a multiple of 64; got 500 (nearest: 512).', parameter: 'width' });
+    const partial = await app.inject({ method: 'POST', url: '/v1', headers: authorized, payload: JSON.stringify([imageTask(), imageTask({ width: 500 })]) });
+    expect(partial.statusCode).toBe(200);
+    expect(partial.json()).not.toHaveProperty('error');
+    expect(partial.json().errors).toHaveLength(1);
+    // Request-level refusals carry it too.
+    const unauthorized = await app.inject({ method: 'POST', url: '/v1', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([imageTask()]) });
+    expect(unauthorized.json().error).toMatchObject({ code: 'missingApiKey' });
+  });
+
+  it('takes the key from an authentication task first in the array instead of the header', async () => {
+    const app = await buildTestApp({ dispatcher: createEchoDispatcher() });
+    const task = imageTask();
+    const { status, body } = await postTasks(app, [{ taskType: 'authentication', apiKey: TEST_API_KEY }, task], { 'content-type': 'application/json' });
+    expect(status).toBe(200);
+    expect(body.data).toEqual([{ taskType: 'authentication' }, expect.objectContaining({ taskUUID: task['taskUUID'] })]);
+    const wrong = await postTasks(app, [{ taskType: 'authentication', apiKey: 'wrong-key-wrong-key' }, imageTask()], { 'content-type': 'application/json' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.body.errors).toEqual([expect.objectContaining({ code: 'invalidApiKey', taskType: 'authentication' })]);
+    // Not first: not Runware's payload auth, and no other key came.
+    const late = await postTasks(app, [imageTask(), { taskType: 'authentication', apiKey: TEST_API_KEY }], { 'content-type': 'application/json' });
+    expect(late.status).toBe(401);
+  });
+
+  it('answers ping with pong', async () => {
+    const app = await buildTestApp();
+    const { status, body } = await postTasks(app, [{ taskType: 'ping', ping: true }]);
+    expect(status).toBe(200);
+    expect(body.data).toEqual([{ taskType: 'ping', pong: true }]);
+  });
+
+  it('draws random seeds a JavaScript client reads exactly', async () => {
+    const app = await buildTestApp({ dispatcher: createPoolLikeSeedEcho() });
+    for (let round = 0; round < 20; round++) {
+      const { body } = await postTasks(app, [imageTask({ numberResults: 20 })]);
+      for (const image of body.data) expect(Number.isSafeInteger(image.seed)).toBe(true);
+    }
+  });
+});
+
+/** Draws seeds as the pool dispatcher does (src/dispatch/random-seed.ts) and reports them as it does. */
+function createPoolLikeSeedEcho() {
+  return {
+    async dispatch({ task }: { task: { taskUUID: string; numberResults: number; seed?: bigint } }) {
+      const first = task.seed ?? randomSeed();
+      return {
+        kind: 'images' as const,
+        images: Array.from({ length: task.numberResults }, (_, index) => ({
+          taskType: 'imageInference' as const,
+          taskUUID: task.taskUUID,
+          imageUUID: `image-${index}`,
+          imageURL: 'http://127.0.0.1/x.png',
+          seed: seedToJson(first + BigInt(index)),
+        })),
+      };
+    },
+  };
+}

@@ -282,3 +282,41 @@ describe('dispatch to GPU workers', () => {
     await until(() => started.dispatch.pool?.workers[0]?.inFlight === 0);
   });
 });
+
+describe('worker capabilities', () => {
+  it('sends checkNSFW only to a worker with an NSFW classifier and reports its verdict on each image', async () => {
+    const [plain] = await fleet(1);
+    const [checker] = await fleet(1, { capabilities: ['nsfwCheck'] });
+    const { app } = await gateway([plain!, checker!]);
+    const checked = await post(app, [task({ checkNSFW: true, numberResults: 2, positivePrompt: 'nsfw test' }), task({ checkNSFW: true })]);
+    expect(checked.status).toBe(200);
+    expect(checked.body.data.map((image) => (image as { NSFWContent?: boolean }).NSFWContent)).toEqual([true, true, false]);
+    expect(checker!.stats.jobs()).toBe(2);
+    expect(plain!.stats.jobs()).toBe(0);
+    // Without the check, images carry no verdict at all: never a made-up false.
+    const unchecked = await post(app, [task()]);
+    expect(unchecked.body.data[0]).not.toHaveProperty('NSFWContent');
+  });
+
+  it('answers checkNSFW with a clear retryable error when no worker has a classifier', async () => {
+    const [plain] = await fleet(1);
+    const { app } = await gateway([plain!]);
+    const { status, body } = await post(app, [task({ checkNSFW: true })]);
+    expect(status).toBe(503);
+    expect(body.errors[0]).toMatchObject({ code: 'noAvailableWorker', parameter: 'checkNSFW', retryable: true, message: expect.stringContaining('check images for NSFW content') });
+    expect(plain!.stats.jobs()).toBe(0);
+  });
+
+  it('sends outputQuality other than 95 only to workers that apply it', async () => {
+    const [plain] = await fleet(1);
+    const [encoder] = await fleet(1, { capabilities: ['outputQuality'] });
+    const { app } = await gateway([plain!, encoder!]);
+    expect((await post(app, [task({ outputFormat: 'JPG', outputQuality: 40 })])).status).toBe(200);
+    expect(encoder!.receivedJobs.at(-1)).toMatchObject({ outputFormat: 'JPG', outputQuality: 40 });
+    expect(plain!.stats.jobs()).toBe(0);
+    // 95 is every worker's default, and PNG takes no quality: any worker will do, and none is sent the field.
+    for (let round = 0; round < 6; round++) await post(app, [task({ outputFormat: round % 2 ? 'PNG' : 'JPG', outputQuality: round % 2 ? 40 : 95 })]);
+    expect(plain!.stats.jobs()).toBeGreaterThan(0);
+    for (const job of [...plain!.receivedJobs, ...encoder!.receivedJobs.slice(1)]) expect(job.outputQuality).toBeUndefined();
+  });
+});

@@ -125,4 +125,33 @@ describe('gateway and the reference worker', () => {
     expect(refused.statusCode).toBe(400);
     expect(refused.json().errors[0].code).toBe('incompatibleEmbeddingFamily');
   });
+
+  it('takes outputQuality to the worker, which advertises it, and refuses checkNSFW, which it does not', async () => {
+    const jpeg = (outputQuality: number) => ({
+      taskType: 'imageInference',
+      taskUUID: randomUUID(),
+      positivePrompt: 'a red barn',
+      model: 'civitai:4384@128713',
+      width: 256,
+      height: 256,
+      steps: 2,
+      seed: 3,
+      outputType: 'base64Data',
+      outputFormat: 'JPG',
+      outputQuality,
+    });
+    const sizes: number[] = [];
+    for (const quality of [20, 99]) {
+      const response = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([jpeg(quality)]) });
+      expect(response.statusCode, response.body).toBe(200);
+      const bytes = Buffer.from(String(readTaskResponse(response.body).data[0]?.imageBase64Data), 'base64');
+      expect(bytes.subarray(0, 2)).toEqual(Buffer.from([0xff, 0xd8]));
+      sizes.push(bytes.length);
+    }
+    expect(sizes[0]).toBeLessThan(sizes[1]!);
+
+    const nsfw = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([{ ...jpeg(95), checkNSFW: true }]) });
+    expect(nsfw.statusCode).toBe(503);
+    expect(readTaskResponse(nsfw.body).errors[0]).toMatchObject({ code: 'noAvailableWorker', parameter: 'checkNSFW', retryable: true });
+  });
 });

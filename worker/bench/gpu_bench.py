@@ -160,6 +160,7 @@ def job(family: Family, size: int, steps: int, seed: int = 1234) -> SimpleNamesp
         clip_skip=0,
         number_results=1,
         output_format="PNG",
+        output_quality=95,
     )
 
 

@@ -13,6 +13,8 @@ from .conditioning_types import Family, LoadedEmbedding, PlacedEmbedding
 from .schedulers import scheduler_for
 from .text_conditioning import TextConditioner
 
+from .job_spec import DEFAULT_OUTPUT_QUALITY
+
 if TYPE_CHECKING:
     from .job_spec import JobSpec
 
@@ -69,10 +71,14 @@ class Generator:
                 output_type="pil",
                 **extra,
             )
-        return [GeneratedImage(seed=seed, format=job.output_format, data=encode_image(image, job.output_format)) for seed, image in zip(seeds, output.images)]
+        return [
+            GeneratedImage(seed=seed, format=job.output_format, data=encode_image(image, job.output_format, job.output_quality))
+            for seed, image in zip(seeds, output.images)
+        ]
 
 
-def encode_image(image: Any, output_format: str) -> bytes:
+def encode_image(image: Any, output_format: str, quality: int = DEFAULT_OUTPUT_QUALITY) -> bytes:
+    """PNG is lossless; JPG and WEBP take the job's quality (capability ``outputQuality``)."""
     buffer = io.BytesIO()
-    image.save(buffer, format=_PIL_FORMATS[output_format], **({"quality": 95} if output_format in ("JPG", "WEBP") else {}))
+    image.save(buffer, format=_PIL_FORMATS[output_format], **({"quality": quality} if output_format in ("JPG", "WEBP") else {}))
     return buffer.getvalue()

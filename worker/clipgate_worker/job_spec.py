@@ -22,6 +22,12 @@ from .errors import InvalidJob
 
 MAX_SEED = (1 << 64) - 1
 OutputFormat = Literal["PNG", "JPG", "WEBP"]
+#: The encoder quality of JPG and WEBP when a job names none (protocol v1, capability ``outputQuality``).
+DEFAULT_OUTPUT_QUALITY = 95
+
+#: The optional protocol features this worker has, as its health report advertises them. It has no NSFW
+#: classifier, so a job with ``checkNSFW`` is refused as a field it does not know.
+CAPABILITIES = ("outputQuality",)
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,8 @@ class JobSpec:
     number_results: int
     output_format: OutputFormat
     embeddings: tuple[JobEmbedding, ...]
+    #: JPG and WEBP encoder quality, 20-99.
+    output_quality: int = DEFAULT_OUTPUT_QUALITY
 
 
 def parse_job(body: bytes | str) -> JobSpec:
@@ -132,6 +140,7 @@ class _JobRequest(_Strict):
     clipSkip: Annotated[JsonInt, Field(ge=0, le=2)]
     numberResults: Annotated[JsonInt, Field(ge=1, le=20)]
     outputFormat: OutputFormat
+    outputQuality: Annotated[JsonInt, Field(ge=20, le=99)] = DEFAULT_OUTPUT_QUALITY
     embeddings: list[_JobEmbedding]
 
     @field_validator("seed")
@@ -156,6 +165,7 @@ class _JobRequest(_Strict):
             clip_skip=self.clipSkip,
             number_results=self.numberResults,
             output_format=self.outputFormat,
+            output_quality=self.outputQuality,
             embeddings=tuple(
                 JobEmbedding(
                     air=item.air,

@@ -24,7 +24,7 @@ from .embedding_store import EmbeddingStore
 from .errors import EmbeddingShapeMismatch, JobError, PayloadTooLarge, UnknownJob, UnknownModel
 from .job_queue import EventChannel, JobQueue, JobRun
 from .job_runner import JobRunner
-from .job_spec import JobSpec, parse_job
+from .job_spec import CAPABILITIES, JobSpec, parse_job
 from .models import ModelRegistry
 from .settings import Settings
 
@@ -76,6 +76,7 @@ def create_app(
             "models": [{"air": model.air, "family": model.family, "loaded": model.loaded} for model in models.served()],
             "maxConcurrency": queue.max_concurrency,
             "load": {"running": running, "queued": queued},
+            "capabilities": list(CAPABILITIES),
         }
 
     @app.post("/v1/jobs")

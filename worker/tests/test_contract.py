@@ -73,6 +73,11 @@ def test_the_protocol_document_has_the_schemas_the_worker_speaks(schemas: Protoc
         {"embeddings": [{**VALID_EMBEDDING, "placement": "both"}]},
         {"embeddings": [{**VALID_EMBEDDING, "extra": 1}]},
         {"unknownField": True},
+        {"outputQuality": 20},
+        {"outputQuality": 99},
+        {"outputQuality": 19},
+        {"outputQuality": 100},
+        {"outputQuality": "80"},
     ],
 )
 def test_the_job_parser_accepts_exactly_what_the_schema_accepts(schemas: ProtocolSchemas, change: dict[str, Any]) -> None:
@@ -100,6 +105,15 @@ def test_what_the_worker_refuses_beyond_the_schema(schemas: ProtocolSchemas, cha
     body = {**job_body(), **change}
     assert schemas.is_valid("JobRequest", body)
     with pytest.raises(InvalidJob, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_job(json.dumps(body))
+
+
+def test_a_field_of_a_capability_it_lacks_is_refused(schemas: ProtocolSchemas) -> None:
+    """The schema allows checkNSFW (capability nsfwCheck); this worker has no classifier, does not advertise
+    it, and refuses the field rather than ignore it."""
+    body = {**job_body(), "checkNSFW": True}
+    assert schemas.is_valid("JobRequest", body)
+    with pytest.raises(InvalidJob, match="checkNSFW"):
         parse_job(json.dumps(body))
 
 

@@ -34,6 +34,7 @@ def job(**overrides):
         clip_skip=0,
         number_results=1,
         output_format="PNG",
+        output_quality=95,
     )
     fields.update(overrides)
     return SimpleNamespace(**fields)
@@ -96,3 +97,15 @@ def test_schedulers_by_name_and_unknown_ones_refused(sd1_generator):
         assert len(sd1_generator.run(job(scheduler=name), [], no_progress)) == 1
     with pytest.raises(InvalidJob, match="not supported"):
         sd1_generator.run(job(scheduler="Imaginary"), [], no_progress)
+
+
+@pytest.mark.parametrize("output_format", ["JPG", "WEBP"])
+def test_output_quality_is_applied_to_lossy_formats(sd1_generator, output_format):
+    """Capability outputQuality: the same image encoded at 20 is smaller than at 99, and decodes."""
+    low, high = (sd1_generator.run(job(output_format=output_format, output_quality=quality, width=256, height=256), [], no_progress)[0] for quality in (20, 99))
+    assert len(low.data) < len(high.data)
+    assert Image.open(io.BytesIO(low.data)).size == (256, 256)
+
+
+def test_output_quality_does_not_touch_png(sd1_generator):
+    assert sd1_generator.run(job(output_format="PNG", output_quality=20), [], no_progress)[0].data == sd1_generator.run(job(output_format="PNG"), [], no_progress)[0].data
