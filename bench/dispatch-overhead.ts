@@ -16,17 +16,17 @@
  * LOG_LEVEL=warn unless --log-level says otherwise, without API keys. Loopback only; bounded in requests and time; stops by itself and kills its children on any exit.
  */
 import { randomBytes, randomUUID } from 'node:crypto';
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import type { JobRequest } from '../src/dispatch/worker-protocol.js';
 import { startFakeWorker } from '../test/support/fake-worker.js';
 import { freePort } from '../test/support/free-port.js';
-import { waitUntilReady, type ServerProcess } from '../test/support/server-process.js';
+import { waitUntilReady } from '../test/support/server-process.js';
+import { startGatewayAsNpmStartDoes } from './gateway-process.js';
 import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, type LoadRun, type LoadSummary } from './load.js';
 
 const { values: args } = parseArgs({
@@ -110,7 +110,8 @@ async function send(pool: Pool, variant: Variant): Promise<void> {
     bodyTimeout: requestTimeoutMs,
   });
   const text = await response.body.text();
-  const ok = variant === 'clipgate' ? text.includes('"imageBase64Data"') && text.includes('"errors":[]') : text.includes('"event":"result"');
+  // Runware's shape: a success carries data alone, no errors member.
+  const ok = variant === 'clipgate' ? text.includes('"imageBase64Data"') && !text.includes('"errors"') : text.includes('"event":"result"');
   if (response.statusCode !== 200 || !ok) throw new Error(`${labels[variant]} answered ${response.statusCode}: ${text.slice(0, 300)}`);
 }
 
@@ -169,45 +170,6 @@ function topSelfTime(profile: CpuProfile, count: number): string[] {
     .map(([key, micros]) => `${((100 * micros) / busyMicros).toFixed(1).padStart(6)}%  ${(micros / 1000).toFixed(0).padStart(7)} ms  ${key}`);
 }
 
-/**
- * The gateway as `npm start` runs it: package.json's start command (the built dist/, with its Node flags), so
- * the numbers are those of what operators deploy. `npm run bench:dispatch` builds first. With a profile
- * directory, under `node --cpu-prof` (which NODE_OPTIONS may not carry); the profile is written when the
- * process exits normally, so it is always stopped with SIGTERM first.
- */
-async function startGatewayAsNpmStartDoes(env: Record<string, string>, profileDir: string | undefined): Promise<ServerProcess & { command: string }> {
-  const root = fileURLToPath(new URL('..', import.meta.url));
-  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const [command, ...nodeArgs] = manifest.scripts.start.split(/\s+/);
-  if (command !== 'node') throw new Error(`package.json's start script must run node directly; it runs: ${manifest.scripts.start}`);
-  const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
-  const child = spawn(process.execPath, [...profiling, ...nodeArgs], {
-    cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  // Only the tail is kept, for error messages: at LOG_LEVEL=info every request writes a line.
-  let output = '';
-  const keep = (chunk: Buffer) => {
-    output = (output + chunk.toString()).slice(-outputTailChars);
-  };
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const exited = new Promise((resolve) => child.once('exit', resolve));
-  return {
-    command: manifest.scripts.start,
-    child,
-    output: () => output,
-    async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      child.kill('SIGTERM');
-      await exited;
-      clearTimeout(killer);
-    },
-  };
-}
-
 interface CpuProfile {
   nodes: { id: number; callFrame: { functionName: string; url: string; lineNumber: number } }[];
   samples: number[];
@@ -259,7 +221,7 @@ async function main(): Promise<void> {
     QUEUE_MAX: '100000',
     WORKER_HEALTH_INTERVAL_MS: '500',
   };
-  const gateway = await startGatewayAsNpmStartDoes(gatewayEnv, profileDir);
+  const gateway = await startGatewayAsNpmStartDoes(gatewayEnv, { profileDir, outputTailChars });
   const gatewayCommand = gateway.command;
   children.push(gateway.child);
 

@@ -1,10 +1,15 @@
-import { readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { errorCatalogue, warningCatalogue } from '../src/errors.js';
 import type { FastifyInstance } from 'fastify';
 import { kohyaSafetensorsFile, randomVectors } from './support/embedding-fixtures.js';
 import { startFakeRegistry } from './support/fake-registry.js';
 import { startGateway } from './support/gateway.js';
+import { CLIENT_API_KEY, startClientStack } from './support/client-stack.js';
+import { fieldsNotApplied, unsupportedFeatures } from '../src/tasks/image-inference/runware-fields.js';
 
 const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
 
@@ -65,4 +70,61 @@ async function checkExamples(app: FastifyInstance, examples: RegExpExecArray[]):
     expect(response.json().errors[0].code).toBe(code);
     expect(readme).toContain(response.body);
   }
+}
+
+describe('README: Runware SDK snippets', () => {
+  const snippets = [...readme.matchAll(/<!-- client: ([\w-]+) -->\n```(js|python)\n([\s\S]*?)```/g)].map(([, client, language, code]) => ({ client: client!, language: language!, code: code! }));
+
+  it('shows one snippet for each of the four clients, and names the fields it refuses exactly as the code does', () => {
+    expect(snippets.map((snippet) => snippet.client)).toEqual(['sdk-js', 'ai-sdk-provider', 'runware', 'runware-sdk']);
+    const row = (answer: string) => tableRow(`| ${answer} |`).split(', ').map((field) => field.replaceAll('`', ''));
+    expect(row('refused, `unsupportedFeature`')).toEqual(Object.keys(unsupportedFeatures));
+    expect(row('taken, `parameterNotApplied` warning')).toEqual(Object.keys(fieldsNotApplied));
+  });
+
+  it('runs each snippet word for word against a gateway (its host, port and key put in)', async () => {
+    const stack = await startClientStack();
+    const port = stack.gateways[0]!.port;
+    try {
+      for (const { client, language, code } of snippets) {
+        const concrete = code.replaceAll('ws://localhost:8080', `ws://127.0.0.1:${port}`).replaceAll('http://localhost:8080', `http://127.0.0.1:${port}`).replaceAll('YOUR_API_KEY', CLIENT_API_KEY);
+        const output = language === 'js' ? await runJavaScript(client, concrete) : await runPython(client === 'runware' ? 'runware' : 'runware-sdk', concrete);
+        const expected = client === 'ai-sdk-provider' ? /^image\/png \d+$/m : new RegExp(`^http://127\\.0\\.0\\.1:${port}/v1/images/[0-9a-f-]{36}\\.jpg \\d+$`, 'm');
+        expect(output, client).toMatch(expected);
+      }
+    } finally {
+      await stack.close();
+    }
+  }, 120_000);
+});
+
+function tableRow(start: string): string {
+  const line = readme.split('\n').find((candidate) => candidate.trim().startsWith(start));
+  return line?.trim().slice(start.length).split(' |')[0]?.trim() ?? '';
+}
+
+const clientsDirectory = fileURLToPath(new URL('./integration/clients/', import.meta.url));
+
+/** Runs a module beside the tests, so that it imports the clients installed in node_modules. */
+async function runJavaScript(name: string, code: string): Promise<string> {
+  const file = join(clientsDirectory, `.readme-${name}.mjs`);
+  writeFileSync(file, code);
+  try {
+    return await run(process.execPath, [file]);
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+async function runPython(environment: 'runware' | 'runware-sdk', code: string): Promise<string> {
+  return run(join(clientsDirectory, 'python', `.venv-${environment}`, 'bin', 'python'), ['-c', code]);
+}
+
+function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(command, args, { timeout: 60_000, env: { PATH: process.env['PATH'] ?? '' } }, (error, stdout, stderr) => {
+      if (error) reject(new Error(`${command} ${args[0]} failed: ${error.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
 }

@@ -1,0 +1,49 @@
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ServerProcess } from '../test/support/server-process.js';
+
+/**
+ * The gateway as `npm start` runs it: package.json's start command (the built dist/, with its Node flags), so
+ * the numbers are those of what operators deploy. `npm run bench:dispatch` builds first. With a profile
+ * directory, under `node --cpu-prof` (which NODE_OPTIONS may not carry); the profile is written when the
+ * process exits normally, so it is always stopped with SIGTERM first.
+ */
+export async function startGatewayAsNpmStartDoes(
+  env: Record<string, string>,
+  options: { profileDir?: string | undefined; outputTailChars: number },
+): Promise<ServerProcess & { command: string }> {
+  const { profileDir, outputTailChars } = options;
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
+  const [command, ...nodeArgs] = manifest.scripts.start.split(/\s+/);
+  if (command !== 'node') throw new Error(`package.json's start script must run node directly; it runs: ${manifest.scripts.start}`);
+  const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const child = spawn(process.execPath, [...profiling, ...nodeArgs], {
+    cwd: root,
+    env: { PATH: process.env['PATH'] ?? '', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  // Only the tail is kept, for error messages: at LOG_LEVEL=info every request writes a line.
+  let output = '';
+  const keep = (chunk: Buffer) => {
+    output = (output + chunk.toString()).slice(-outputTailChars);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  return {
+    command: manifest.scripts.start,
+    child,
+    output: () => output,
+    async stop() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      child.kill('SIGTERM');
+      await exited;
+      clearTimeout(killer);
+    },
+  };
+}
+

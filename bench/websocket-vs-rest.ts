@@ -1,0 +1,251 @@
+/**
+ * The WebSocket path beside the REST path, through real processes on loopback: one fake GPU worker answering
+ * every job at once, one clipgate in front of it, and beside them a bare undici pass-through proxy to the same
+ * worker (bench/passthrough-proxy.ts). Three variants measured in alternating rounds, each with `concurrency`
+ * tasks in flight: the proxy, clipgate over REST (`concurrency` keep-alive connections, one task per request),
+ * and clipgate over WebSocket (`concurrency` authenticated sockets, one task per frame, each answered by one
+ * image frame). Prints throughput, p50/p99 and CPU per task of each, and the ratios WebSocket/REST and
+ * REST/proxy.
+ *
+ *   npm run bench:websocket [-- --tasks 24000 --concurrency 50 --rounds 12 --warmup 3000 --log-level warn]
+ *
+ * Loopback only; bounded in tasks and time; stops by itself and kills its children on any exit.
+ */
+import { randomUUID } from 'node:crypto';
+import type { ChildProcess } from 'node:child_process';
+import { availableParallelism, loadavg } from 'node:os';
+import { parseArgs } from 'node:util';
+import { Pool } from 'undici';
+import WebSocket from 'ws';
+import type { JobRequest } from '../src/dispatch/worker-protocol.js';
+import { freePort } from '../test/support/free-port.js';
+import { waitUntilReady } from '../test/support/server-process.js';
+import { startGatewayAsNpmStartDoes } from './gateway-process.js';
+import { closedLoop, processCpuSeconds, startHelperProcess, summarise, type LoadRun } from './load.js';
+
+const { values: args } = parseArgs({
+  options: {
+    tasks: { type: 'string', default: '24000' },
+    concurrency: { type: 'string', default: '50' },
+    rounds: { type: 'string', default: '12' },
+    warmup: { type: 'string', default: '3000' },
+    'log-level': { type: 'string', default: 'warn' },
+  },
+});
+
+const runDeadlineMs = 10 * 60_000;
+const requestTimeoutMs = 10_000;
+const model = { air: 'civitai:4384@128713', family: 'sd1' };
+const prompt = 'a lighthouse on a cliff at dusk, oil painting';
+const API_KEY = 'bench-websocket-key-0123456789';
+
+type Variant = 'proxy' | 'rest' | 'websocket';
+const labels: Record<Variant, string> = { proxy: 'pass-through proxy (undici)', rest: 'clipgate REST', websocket: 'clipgate WebSocket' };
+
+function task(): Record<string, unknown> {
+  return { taskType: 'imageInference', taskUUID: randomUUID(), positivePrompt: prompt, model: model.air, width: 512, height: 512, outputType: 'base64Data', outputFormat: 'PNG' };
+}
+
+function job(): string {
+  const request: JobRequest = {
+    jobId: randomUUID(),
+    model,
+    positivePrompt: prompt,
+    negativePrompt: '',
+    width: 512,
+    height: 512,
+    steps: 20,
+    cfgScale: 7,
+    seed: String(Math.floor(Math.random() * 2 ** 52)),
+    scheduler: 'Default',
+    clipSkip: 0,
+    numberResults: 1,
+    outputFormat: 'PNG',
+    embeddings: [],
+  };
+  return JSON.stringify(request);
+}
+
+async function sendOverHttp(pool: Pool, variant: 'proxy' | 'rest'): Promise<void> {
+  const response = await pool.request({
+    path: variant === 'rest' ? '/v1/tasks' : '/',
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
+    body: variant === 'rest' ? JSON.stringify([task()]) : job(),
+    headersTimeout: requestTimeoutMs,
+    bodyTimeout: requestTimeoutMs,
+  });
+  const text = await response.body.text();
+  const ok = variant === 'rest' ? text.includes('"imageBase64Data"') && !text.includes('"errors"') : text.includes('"event":"result"');
+  if (response.statusCode !== 200 || !ok) throw new Error(`${labels[variant]} answered ${response.statusCode}: ${text.slice(0, 300)}`);
+}
+
+/** Authenticated sockets, each carrying one task at a time; a task's answer is the frame with its taskUUID. */
+class SocketPool {
+  private readonly idle: WebSocket[] = [];
+  private readonly waiting = new Map<string, { resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+
+  static async open(url: string, count: number): Promise<SocketPool> {
+    const pool = new SocketPool();
+    await Promise.all(Array.from({ length: count }, () => pool.connect(url)));
+    return pool;
+  }
+
+  private async connect(url: string): Promise<void> {
+    const socket = new WebSocket(url, { perMessageDeflate: false });
+    await new Promise<void>((resolve, reject) => {
+      socket.once('open', () => resolve());
+      socket.once('error', reject);
+    });
+    const authenticated = new Promise<void>((resolve, reject) => {
+      socket.once('message', (data: Buffer) => (data.toString().includes('connectionSessionUUID') ? resolve() : reject(new Error(`authentication failed: ${data.toString()}`))));
+    });
+    socket.send(JSON.stringify([{ taskType: 'authentication', apiKey: API_KEY }]));
+    await authenticated;
+    socket.on('message', (data: Buffer) => this.onFrame(data.toString()));
+    this.idle.push(socket);
+  }
+
+  private onFrame(text: string): void {
+    // Only the taskUUID is read: the generator must not pay for parsing the image it would throw away.
+    const taskUUID = /"taskUUID":"([^"]+)"/.exec(text)?.[1];
+    const waiter = taskUUID === undefined ? undefined : this.waiting.get(taskUUID);
+    if (!waiter || taskUUID === undefined) return;
+    this.waiting.delete(taskUUID);
+    clearTimeout(waiter.timer);
+    if (text.startsWith('{"data"') && text.includes('"imageBase64Data"')) waiter.resolve();
+    else waiter.reject(new Error(`clipgate WebSocket answered: ${text.slice(0, 300)}`));
+  }
+
+  async send(): Promise<void> {
+    const socket = this.idle.pop();
+    if (!socket) throw new Error('more tasks in flight than sockets');
+    const sent = task();
+    const taskUUID = sent['taskUUID'] as string;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => {
+          this.waiting.delete(taskUUID);
+          reject(new Error(`no answer for ${taskUUID} within ${requestTimeoutMs} ms`));
+        }, requestTimeoutMs);
+        this.waiting.set(taskUUID, { resolve, reject, timer });
+        socket.send(JSON.stringify([sent]));
+      });
+    } finally {
+      this.idle.push(socket);
+    }
+  }
+
+  close(): void {
+    for (const socket of this.idle) socket.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const tasksPerVariant = Number(args.tasks);
+  const concurrency = Number(args.concurrency);
+  const rounds = Number(args.rounds);
+  const warmup = Number(args.warmup);
+  for (const [name, value] of Object.entries({ tasks: tasksPerVariant, concurrency, rounds })) {
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`);
+  }
+  const perRound = Math.ceil(tasksPerVariant / rounds);
+  const loadBefore = loadavg()[0] ?? NaN;
+
+  const children: ChildProcess[] = [];
+  const killChildren = () => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
+  process.once('exit', killChildren);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killChildren();
+      process.exit(130);
+    });
+  }
+  setTimeout(() => {
+    process.stderr.write(`websocket-vs-rest: still running after ${runDeadlineMs / 1000} s; giving up\n`);
+    process.exit(1);
+  }, runDeadlineMs).unref();
+
+  // The worker and the proxy of the dispatch benchmark, so that the REST/proxy ratio reads the same.
+  const worker = await startHelperProcess('bench/dispatch-overhead.ts', ['--serve-fake-worker']);
+  children.push(worker.child);
+  const proxy = await startHelperProcess('bench/passthrough-proxy.ts', [worker.url]);
+  children.push(proxy.child);
+  const port = await freePort();
+  const gateway = await startGatewayAsNpmStartDoes(
+    {
+      PORT: String(port),
+      HOST: '127.0.0.1',
+      LOG_LEVEL: args['log-level'],
+      API_KEYS: API_KEY,
+      WORKER_URLS: worker.url,
+      CIVITAI_BASE_URL: 'off',
+      QUEUE_MAX: '100000',
+      WORKER_HEALTH_INTERVAL_MS: '500',
+      WS_MAX_SOCKETS_PER_KEY: String(concurrency),
+    },
+    { outputTailChars: 16_384 },
+  );
+  children.push(gateway.child);
+
+  const pools = { proxy: new Pool(proxy.url, { connections: concurrency }), rest: new Pool(`http://127.0.0.1:${port}`, { connections: concurrency }) };
+  let sockets: SocketPool | undefined;
+  const send: Record<Variant, () => Promise<void>> = {
+    proxy: () => sendOverHttp(pools.proxy, 'proxy'),
+    rest: () => sendOverHttp(pools.rest, 'rest'),
+    websocket: () => sockets!.send(),
+  };
+  const runs: Record<Variant, LoadRun[]> = { proxy: [], rest: [], websocket: [] };
+  const frontCpu: Record<Variant, number> = { proxy: 0, rest: 0, websocket: 0 };
+  const variants = ['proxy', 'rest', 'websocket'] as const;
+  try {
+    await waitUntilReady(port).catch((error: unknown) => {
+      throw new Error(`${error instanceof Error ? error.message : String(error)}\n${gateway.output()}`);
+    });
+    const deadline = Date.now() + 20_000;
+    for (;;) {
+      try {
+        await send.rest();
+        break;
+      } catch (error) {
+        if (Date.now() > deadline) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+    sockets = await SocketPool.open(`ws://127.0.0.1:${port}/v1`, concurrency);
+    for (const variant of variants) await closedLoop(warmup, concurrency, send[variant]);
+    for (let round = 0; round < rounds; round++) {
+      // A different order each round, so that drift in the machine hits every variant alike.
+      const order = [...variants.slice(round % 3), ...variants.slice(0, round % 3)];
+      for (const variant of order) {
+        const pid = (variant === 'proxy' ? proxy : gateway).child.pid;
+        const before = processCpuSeconds(pid) ?? NaN;
+        runs[variant].push(await closedLoop(perRound, concurrency, send[variant]));
+        frontCpu[variant] += (processCpuSeconds(pid) ?? NaN) - before;
+      }
+    }
+  } finally {
+    sockets?.close();
+    await Promise.all([pools.proxy.close(), pools.rest.close()]);
+    await Promise.all([gateway.stop(), proxy.stop(), worker.stop()]);
+  }
+
+  const results = Object.fromEntries(variants.map((variant) => [variant, summarise(runs[variant])])) as Record<Variant, ReturnType<typeof summarise>>;
+  const micros = (variant: Variant) => ((1e6 * frontCpu[variant]) / results[variant].requests).toFixed(0);
+  const row = (variant: Variant) =>
+    `${labels[variant].padEnd(30)}${results[variant].throughput.toFixed(0).padStart(8)}${results[variant].p50.toFixed(2).padStart(9)}${results[variant].p99.toFixed(2).padStart(9)}${micros(variant).padStart(10)}`;
+  const cores = availableParallelism();
+  process.stdout.write(
+    [
+      `WebSocket beside REST: fake worker answering instantly; ${concurrency} tasks in flight; ${perRound * rounds} tasks/variant in ${rounds} rounds after a warm-up of ${warmup}; 1 task (512×512 PNG, base64) per request or frame`,
+      `note: load generator, clipgate, pass-through proxy and fake worker are 4 processes sharing ${cores} CPU core${cores === 1 ? '' : 's'}; 1-minute load average before the run: ${loadBefore.toFixed(2)}`,
+      `clipgate: \`${gateway.command}\` (package.json's start), LOG_LEVEL=${args['log-level']}, one API key`,
+      `${'variant'.padEnd(30)}${'tasks/s'.padStart(8)}${'p50 ms'.padStart(9)}${'p99 ms'.padStart(9)}${'front µs'.padStart(10)}`,
+      ...variants.map(row),
+      `throughput ratio WebSocket/REST: ${(results.websocket.throughput / results.rest.throughput).toFixed(2)}; p99 WebSocket − REST: ${(results.websocket.p99 - results.rest.p99).toFixed(2)} ms`,
+      `throughput ratio REST/proxy: ${(results.rest.throughput / results.proxy.throughput).toFixed(2)}; p99 REST − proxy: ${(results.rest.p99 - results.proxy.p99).toFixed(2)} ms`,
+    ].join('\n') + '\n',
+  );
+}
+
+await main();
