@@ -82,7 +82,7 @@ export function createMemorySessionStore(timing: SessionTiming, clock: () => num
       const key = taskKey(principal, taskUUID);
       const record = taskOf(key);
       const session = sessionOf(sessionId, principal);
-      if (!record) {
+      if (!record || (!record.running && record.held.length === 0)) {
         tasks.set(key, { owner: sessionId, running: true, until: clock() + timing.liveMs, held: [] });
         session?.tasks.add(taskUUID);
         return 'new';

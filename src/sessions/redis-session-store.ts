@@ -37,10 +37,12 @@ if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 'holder', '') end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-// KEYS: task, session tasks. ARGV: session id, liveMs, session key prefix, taskUUID, session tasks ttlMs.
+// KEYS: task, session tasks, held. ARGV: session id, liveMs, session key prefix, taskUUID, session tasks ttlMs.
+// A finished task with nothing held is claimed anew: all it gave was delivered, and it is asked for again.
 const CLAIM = `
 local owner = redis.call('HGET', KEYS[1], 'owner')
 local result = 'new'
+if owner and redis.call('HGET', KEYS[1], 'running') == '0' and redis.call('LLEN', KEYS[3]) == 0 then owner = false end
 if not owner then
   redis.call('HSET', KEYS[1], 'owner', ARGV[1], 'running', '1')
   redis.call('PEXPIRE', KEYS[1], ARGV[2])
@@ -75,7 +77,7 @@ return frames`;
 type ScriptedRedis = Redis & {
   sessionResume(session: string, token: string, liveMs: number, channel: string): Promise<number>;
   sessionRenew(session: string, token: string, ttlMs: number, release: string): Promise<number>;
-  sessionClaim(task: string, sessionTasks: string, sessionId: string, liveMs: number, sessionPrefix: string, taskUUID: string, ttlMs: number): Promise<TaskClaim>;
+  sessionClaim(task: string, sessionTasks: string, held: string, sessionId: string, liveMs: number, sessionPrefix: string, taskUUID: string, ttlMs: number): Promise<TaskClaim>;
   sessionHold(task: string, held: string, frame: string, ttlMs: number, channelPrefix: string, event: string): Promise<number>;
   sessionTake(task: string, held: string, sessionId: string): Promise<string[]>;
 };
@@ -86,7 +88,7 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
   const client = redis.client as ScriptedRedis;
   client.defineCommand('sessionResume', { numberOfKeys: 1, lua: RESUME });
   client.defineCommand('sessionRenew', { numberOfKeys: 1, lua: RENEW });
-  client.defineCommand('sessionClaim', { numberOfKeys: 2, lua: CLAIM });
+  client.defineCommand('sessionClaim', { numberOfKeys: 3, lua: CLAIM });
   client.defineCommand('sessionHold', { numberOfKeys: 2, lua: HOLD });
   client.defineCommand('sessionTake', { numberOfKeys: 2, lua: TAKE });
 
@@ -182,6 +184,7 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
           client.sessionClaim(
             taskKey(principal, taskUUID),
             sessionTasksKey(principal, sessionId),
+            heldKey(principal, taskUUID),
             sessionId,
             timing.liveMs,
             `${base(principal)}:session:`,

@@ -9,11 +9,14 @@
  */
 
 export type TaskClaim =
-  /** Nobody has this task: run it; this session owns its answers. */
+  /**
+   * Run it; this session owns its answers. Nobody has the task, or it finished and every answer was delivered
+   * (a task sent again after that — a retry after a failure, an answer lost with a dropped socket — runs again).
+   */
   | 'new'
-  /** This session already owns it: its answers come (or came) here; do not run it again. */
+  /** This session already owns it, still running or with answers waiting: they come here; do not run it again. */
   | 'owned'
-  /** Its session went away: the task and its undelivered answers now belong to this session. */
+  /** Its session went away while it ran or with answers waiting: the task and those answers now belong to this session. */
   | 'moved'
   /** Another live socket of the same key owns it. */
   | 'busy';

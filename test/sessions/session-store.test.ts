@@ -95,6 +95,20 @@ describe.each(['memory', 'redis'] as const)('the %s session store', (kind) => {
     expect(await a.claimTask('bob', 't1', other)).toBe('new');
   });
 
+  it('claims a finished task anew once all it gave was delivered, and keeps it while answers wait', async () => {
+    const [a, b] = await replicas(kind);
+    const session = await a.open('alice');
+    await a.claimTask('alice', 'delivered', session);
+    await a.finishTask('alice', 'delivered');
+    expect(await b.claimTask('alice', 'delivered', session)).toBe('new');
+    await a.claimTask('alice', 'waiting', session);
+    await a.hold('alice', 'waiting', 'frame');
+    await a.finishTask('alice', 'waiting');
+    expect(await b.claimTask('alice', 'waiting', session)).toBe('owned');
+    expect(await b.take('alice', 'waiting', session)).toEqual(['frame']);
+    expect(await b.claimTask('alice', 'waiting', session)).toBe('new');
+  });
+
   it('holds answers for the owner, who takes each exactly once, and tells its replica', async () => {
     const [a, b] = await replicas(kind);
     const session = await a.open('alice');

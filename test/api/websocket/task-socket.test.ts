@@ -158,6 +158,20 @@ describe('answers', () => {
     expect(worker.stats.jobs()).toBe(1);
   });
 
+  it('runs a task sent again once its answers were delivered: a retry after a failure is a new run', async () => {
+    const { url, worker } = await setUp();
+    const client = await connect(url);
+    await client.authenticate(KEY);
+    const retried = task();
+    worker.setBehaviour({ errorEvent: { code: 'internal', message: 'out of memory', retryable: false } });
+    client.send([retried]);
+    expect(await client.next()).toMatchObject({ errors: [{ code: 'workerRejectedTask', taskUUID: retried['taskUUID'] }] });
+    worker.setBehaviour({ errorEvent: undefined });
+    client.send([retried]);
+    expect(await client.next()).toMatchObject({ data: [{ taskUUID: retried['taskUUID'] }] });
+    expect(worker.stats.jobs()).toBe(2);
+  });
+
   it('limits the tasks in flight on one socket', async () => {
     const { url, worker } = await setUp({ WS_MAX_TASKS_IN_FLIGHT: '2' });
     worker.setBehaviour({ latencyMs: 500 });
@@ -284,7 +298,7 @@ describe('limits and bad frames', () => {
   });
 
   it('cuts off a reader that does not read, and keeps its answers for a resume', async () => {
-    const { url, worker } = await setUp({ WS_MAX_BUFFERED_BYTES: '1048576', WS_SLOW_READER_TIMEOUT_MS: '500' });
+    const { url, worker } = await setUp({ WS_MAX_BUFFERED_BYTES: '1048576', WS_SLOW_READER_TIMEOUT_MS: '3000' });
     // 40 answers of about 2.7 MB each: far more than loopback's socket buffers (up to 32 MiB here) and the gateway's 1 MiB.
     worker.setBehaviour({ pngBytes: 2_000_000 });
     const reader = await connect(url);
@@ -294,7 +308,8 @@ describe('limits and bad frames', () => {
     const sent = Array.from({ length: 40 }, () => task({ outputType: 'base64Data', outputFormat: 'PNG' }));
     reader.send(sent);
     await until(() => worker.stats.completed() >= 40, 60_000);
-    await new Promise((resolve) => setTimeout(resolve, 1000));
+    // Behind for longer than WS_SLOW_READER_TIMEOUT_MS: cut off.
+    await new Promise((resolve) => setTimeout(resolve, 4000));
     reader.socket.resume();
     const closed = await reader.closed;
     expect(closed.code).toBe(1013);
