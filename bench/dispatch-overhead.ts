@@ -15,19 +15,17 @@
  * the gateway, which is started as `npm start` starts it (package.json's start command on the built dist/) at
  * LOG_LEVEL=warn unless --log-level says otherwise, without API keys. Loopback only; bounded in requests and time; stops by itself and kills its children on any exit.
  */
-import { randomBytes, randomUUID } from 'node:crypto';
-import type { ChildProcess } from 'node:child_process';
 import { mkdir, readdir, readFile } from 'node:fs/promises';
 import { availableParallelism, loadavg } from 'node:os';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import type { JobRequest } from '../src/dispatch/worker-protocol.js';
 import { startFakeWorker } from '../test/support/fake-worker.js';
 import { freePort } from '../test/support/free-port.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
-import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, type LoadRun, type LoadSummary } from './load.js';
+import { benchJob, benchTask } from './bench-tasks.js';
+import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun, type LoadSummary } from './load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -50,8 +48,6 @@ const runDeadlineMs = 10 * 60_000;
 const requestTimeoutMs = 10_000;
 const outputTailChars = 16_384;
 const warmupBatch = 1000;
-const model = { air: 'civitai:4384@128713', family: 'sd1' };
-const prompt = 'a lighthouse on a cliff at dusk, oil painting';
 
 type Variant = 'proxy' | 'clipgate';
 const labels: Record<Variant, string> = { proxy: 'pass-through proxy (undici)', clipgate: 'clipgate' };
@@ -64,48 +60,12 @@ async function serveFakeWorker(): Promise<void> {
   exitWithParent();
 }
 
-function clipgateBody(): string {
-  return JSON.stringify([
-    {
-      taskType: 'imageInference',
-      taskUUID: randomUUID(),
-      positivePrompt: prompt,
-      model: model.air,
-      width: 512,
-      height: 512,
-      outputType: 'base64Data',
-      outputFormat: 'PNG',
-    },
-  ]);
-}
-
-/** The job clipgate makes of clipgateBody()'s task (schema defaults filled in, a random seed). */
-function proxyBody(): string {
-  const job: JobRequest = {
-    jobId: randomUUID(),
-    model,
-    positivePrompt: prompt,
-    negativePrompt: '',
-    width: 512,
-    height: 512,
-    steps: 20,
-    cfgScale: 7,
-    seed: randomBytes(8).readBigUInt64BE().toString(),
-    scheduler: 'Default',
-    clipSkip: 0,
-    numberResults: 1,
-    outputFormat: 'PNG',
-    embeddings: [],
-  };
-  return JSON.stringify(job);
-}
-
 async function send(pool: Pool, variant: Variant): Promise<void> {
   const response = await pool.request({
     path: variant === 'clipgate' ? '/v1/tasks' : '/',
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: variant === 'clipgate' ? clipgateBody() : proxyBody(),
+    body: variant === 'clipgate' ? JSON.stringify([benchTask()]) : benchJob(),
     headersTimeout: requestTimeoutMs,
     bodyTimeout: requestTimeoutMs,
   });
@@ -190,21 +150,7 @@ async function main(): Promise<void> {
   const profileDir = args['cpu-prof'] === undefined ? undefined : resolve(args['cpu-prof']);
   if (profileDir) await mkdir(profileDir, { recursive: true });
 
-  // Whatever ends this process (an error, SIGINT, the deadline) takes the children with it.
-  const children: ChildProcess[] = [];
-  const killChildren = () => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
-  process.once('exit', killChildren);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      killChildren();
-      process.exit(130);
-    });
-  }
-  const watchdog = setTimeout(() => {
-    process.stderr.write(`dispatch-overhead: still running after ${runDeadlineMs / 1000} s; giving up\n`);
-    process.exit(1);
-  }, runDeadlineMs);
-  watchdog.unref();
+  const children = superviseChildren('dispatch-overhead', runDeadlineMs);
 
   const worker = await startHelperProcess('bench/dispatch-overhead.ts', ['--serve-fake-worker']);
   children.push(worker.child);

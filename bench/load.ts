@@ -137,3 +137,24 @@ export async function startHelperProcess(script: string, args: readonly string[]
   });
   return { child, url, output: () => output, stop };
 }
+
+/**
+ * The helper processes of a benchmark, killed on any exit of this one (an error, SIGINT, the deadline): a
+ * benchmark stops by itself, and leaves nothing running.
+ */
+export function superviseChildren(name: string, deadlineMs: number): ChildProcess[] {
+  const children: ChildProcess[] = [];
+  const killChildren = () => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
+  process.once('exit', killChildren);
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      killChildren();
+      process.exit(130);
+    });
+  }
+  setTimeout(() => {
+    process.stderr.write(`${name}: still running after ${deadlineMs / 1000} s; giving up\n`);
+    process.exit(1);
+  }, deadlineMs).unref();
+  return children;
+}

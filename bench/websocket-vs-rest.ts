@@ -11,17 +11,15 @@
  *
  * Loopback only; bounded in tasks and time; stops by itself and kills its children on any exit.
  */
-import { randomUUID } from 'node:crypto';
-import type { ChildProcess } from 'node:child_process';
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
 import WebSocket from 'ws';
-import type { JobRequest } from '../src/dispatch/worker-protocol.js';
+import { benchJob, benchTask } from './bench-tasks.js';
 import { freePort } from '../test/support/free-port.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
-import { closedLoop, processCpuSeconds, startHelperProcess, summarise, type LoadRun } from './load.js';
+import { closedLoop, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun } from './load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -35,43 +33,17 @@ const { values: args } = parseArgs({
 
 const runDeadlineMs = 10 * 60_000;
 const requestTimeoutMs = 10_000;
-const model = { air: 'civitai:4384@128713', family: 'sd1' };
-const prompt = 'a lighthouse on a cliff at dusk, oil painting';
 const API_KEY = 'bench-websocket-key-0123456789';
 
 type Variant = 'proxy' | 'rest' | 'websocket';
 const labels: Record<Variant, string> = { proxy: 'pass-through proxy (undici)', rest: 'clipgate REST', websocket: 'clipgate WebSocket' };
-
-function task(): Record<string, unknown> {
-  return { taskType: 'imageInference', taskUUID: randomUUID(), positivePrompt: prompt, model: model.air, width: 512, height: 512, outputType: 'base64Data', outputFormat: 'PNG' };
-}
-
-function job(): string {
-  const request: JobRequest = {
-    jobId: randomUUID(),
-    model,
-    positivePrompt: prompt,
-    negativePrompt: '',
-    width: 512,
-    height: 512,
-    steps: 20,
-    cfgScale: 7,
-    seed: String(Math.floor(Math.random() * 2 ** 52)),
-    scheduler: 'Default',
-    clipSkip: 0,
-    numberResults: 1,
-    outputFormat: 'PNG',
-    embeddings: [],
-  };
-  return JSON.stringify(request);
-}
 
 async function sendOverHttp(pool: Pool, variant: 'proxy' | 'rest'): Promise<void> {
   const response = await pool.request({
     path: variant === 'rest' ? '/v1/tasks' : '/',
     method: 'POST',
     headers: { 'content-type': 'application/json', authorization: `Bearer ${API_KEY}` },
-    body: variant === 'rest' ? JSON.stringify([task()]) : job(),
+    body: variant === 'rest' ? JSON.stringify([benchTask()]) : benchJob(),
     headersTimeout: requestTimeoutMs,
     bodyTimeout: requestTimeoutMs,
   });
@@ -120,7 +92,7 @@ class SocketPool {
   async send(): Promise<void> {
     const socket = this.idle.pop();
     if (!socket) throw new Error('more tasks in flight than sockets');
-    const sent = task();
+    const sent = benchTask();
     const taskUUID = sent['taskUUID'] as string;
     try {
       await new Promise<void>((resolve, reject) => {
@@ -152,19 +124,7 @@ async function main(): Promise<void> {
   const perRound = Math.ceil(tasksPerVariant / rounds);
   const loadBefore = loadavg()[0] ?? NaN;
 
-  const children: ChildProcess[] = [];
-  const killChildren = () => children.forEach((child) => child.exitCode === null && child.signalCode === null && child.kill('SIGKILL'));
-  process.once('exit', killChildren);
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    process.once(signal, () => {
-      killChildren();
-      process.exit(130);
-    });
-  }
-  setTimeout(() => {
-    process.stderr.write(`websocket-vs-rest: still running after ${runDeadlineMs / 1000} s; giving up\n`);
-    process.exit(1);
-  }, runDeadlineMs).unref();
+  const children = superviseChildren('websocket-vs-rest', runDeadlineMs);
 
   // The worker and the proxy of the dispatch benchmark, so that the REST/proxy ratio reads the same.
   const worker = await startHelperProcess('bench/dispatch-overhead.ts', ['--serve-fake-worker']);
