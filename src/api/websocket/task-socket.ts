@@ -75,6 +75,8 @@ export class TaskSocket implements SessionSocket {
       const frame = isBinary ? undefined : Array.isArray(data) ? Buffer.concat(data) : Buffer.from(data as ArrayBuffer);
       this.queue = this.queue.then(() => this.onFrame(frame)).catch((error: unknown) => dependencies.logger.warn({ err: error }, 'websocket frame failed'));
     });
+    // A protocol-level ping (Python's websockets sends one every 20 s) is a sign of life too.
+    socket.on('ping', () => this.idleTimer.refresh());
     socket.on('close', () => this.onClose());
     socket.on('error', (error) => dependencies.logger.debug({ err: error }, 'websocket error'));
   }
