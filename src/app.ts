@@ -1,6 +1,8 @@
 import Fastify, { type FastifyInstance } from 'fastify';
 import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod';
 import { installBearerAuth } from './api/auth.js';
+import { answerClientError } from './api/client-errors.js';
+import { limitConnectionsPerAddress } from './api/connection-limit.js';
 import { installErrorHandling } from './api/error-handler.js';
 import { sendError } from './api/send-error.js';
 import { parseJsonBody } from './api/json-body.js';
@@ -45,7 +47,7 @@ export interface AppDependencies {
 /** The whole gateway as a Fastify instance, without a port: plugins and routes, nothing else. */
 export async function buildApp(dependencies: AppDependencies): Promise<FastifyInstance> {
   const { config } = dependencies;
-  const app = Fastify({
+  const app: FastifyInstance = Fastify({
     logger: loggerOptions(config.logLevel, dependencies.logStream),
     bodyLimit: config.limits.bodyLimitBytes,
     genReqId: requestIdOf,
@@ -57,7 +59,14 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       sendError(reply, createError('invalidUrl', `The request URL cannot be read (${error.code}); check its percent-encoding.`));
     },
     logController: new RequestLogController(),
+    // Slow or stalled requests do not hold a connection: headers and body have deadlines (checked every
+    // second), answering has not (a sync GPU job may take minutes).
+    http: { headersTimeout: config.http.headersTimeoutMs, connectionsCheckingInterval: 1000 },
+    requestTimeout: config.http.requestTimeoutMs,
+    keepAliveTimeout: config.http.keepAliveTimeoutMs,
+    clientErrorHandler: (error, socket) => answerClientError(error, socket, app.log),
   });
+  limitConnectionsPerAddress(app.server, config.http.maxConnectionsPerIp);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 

@@ -61,6 +61,10 @@ const environmentSchema = z.object({
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
   MAX_EMBEDDINGS_PER_TASK: positiveInt(10, MAX_EMBEDDINGS_CEILING),
   BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
+  HTTP_HEADERS_TIMEOUT_MS: positiveInt(10_000, 600_000),
+  HTTP_REQUEST_TIMEOUT_MS: positiveInt(30_000, 3_600_000),
+  HTTP_KEEPALIVE_TIMEOUT_MS: positiveInt(72_000, 3_600_000),
+  HTTP_MAX_CONNECTIONS_PER_IP: positiveInt(256, 1_000_000),
   WS_MAX_TASKS_IN_FLIGHT: positiveInt(100, 100_000),
   WS_MAX_SOCKETS_PER_KEY: positiveInt(100, 100_000),
   WS_MAX_BUFFERED_BYTES: positiveInt(64 * 1024 * 1024, 1024 * 1024 * 1024),
@@ -106,6 +110,15 @@ export interface Config {
     readonly maxTasksPerRequest: number;
     readonly maxEmbeddingsPerTask: number;
     readonly bodyLimitBytes: number;
+  };
+  readonly http: {
+    /** The request's headers must arrive within this. */
+    readonly headersTimeoutMs: number;
+    /** The whole request (headers and body) must arrive within this; answering it may take longer. */
+    readonly requestTimeoutMs: number;
+    /** An idle keep-alive connection is closed after this (longer than a load balancer's idle timeout). */
+    readonly keepAliveTimeoutMs: number;
+    readonly maxConnectionsPerIp: number;
   };
   readonly websocket: {
     readonly maxTasksInFlight: number;
@@ -182,6 +195,13 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,
       maxEmbeddingsPerTask: values.MAX_EMBEDDINGS_PER_TASK,
       bodyLimitBytes: values.BODY_LIMIT_BYTES,
+    },
+    http: {
+      // Node wants the headers deadline within the request's.
+      headersTimeoutMs: Math.min(values.HTTP_HEADERS_TIMEOUT_MS, values.HTTP_REQUEST_TIMEOUT_MS),
+      requestTimeoutMs: values.HTTP_REQUEST_TIMEOUT_MS,
+      keepAliveTimeoutMs: values.HTTP_KEEPALIVE_TIMEOUT_MS,
+      maxConnectionsPerIp: values.HTTP_MAX_CONNECTIONS_PER_IP,
     },
     websocket: {
       maxTasksInFlight: values.WS_MAX_TASKS_IN_FLIGHT,

@@ -51,7 +51,23 @@ export const errorCatalogue = {
   tooManyConnections: {
     status: 429,
     retryable: true,
-    description: 'This API key already holds WS_MAX_SOCKETS_PER_KEY WebSocket connections to this gateway replica.',
+    description:
+      'This API key already holds WS_MAX_SOCKETS_PER_KEY WebSockets, or this address HTTP_MAX_CONNECTIONS_PER_IP connections, on this gateway replica.',
+  },
+  malformedRequest: {
+    status: 400,
+    retryable: false,
+    description: 'The HTTP request itself cannot be parsed (bad request line, headers or chunked encoding).',
+  },
+  requestTimeout: {
+    status: 408,
+    retryable: true,
+    description: 'The request headers or body did not arrive within HTTP_HEADERS_TIMEOUT_MS / HTTP_REQUEST_TIMEOUT_MS.',
+  },
+  headersTooLarge: {
+    status: 431,
+    retryable: false,
+    description: 'The request headers are larger than the server takes (16 KiB).',
   },
   invalidUrl: {
     status: 400,
