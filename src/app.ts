@@ -9,6 +9,7 @@ import { parseJsonBody } from './api/json-body.js';
 import { registerOpenApi } from './api/plugins/openapi.js';
 import { requestIdOf } from './api/request-id.js';
 import { RequestLogController } from './api/request-logging.js';
+import { createDrain, type Drain } from './api/drain.js';
 import { healthRoutes, type ReadinessProbe } from './api/routes/health.js';
 import { embeddingFileRoutes } from './api/routes/embedding-files.js';
 import { imageRoutes } from './api/routes/images.js';
@@ -37,7 +38,8 @@ export interface AppDependencies {
   readonly contentStore?: ContentStore;
   /** Images of outputType URL; none are served when absent. */
   readonly imageStore?: ImageStore;
-  readonly readiness?: ReadinessProbe;
+  /** The drain for shutdown: readiness, new work refused, work in flight tracked. A fresh one when absent. */
+  readonly drain?: Drain;
   /** Where log lines go; stdout when absent. */
   readonly logStream?: DestinationStream;
   /** WebSocket sessions; in this process alone when absent. */
@@ -70,7 +72,8 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
-  const readiness = dependencies.readiness ?? { isReady: () => true };
+  const drain = dependencies.drain ?? createDrain();
+  const readiness: ReadinessProbe = { isReady: () => !drain.draining };
   // One callback-style hook for every response: on the hot path, each hook (and an async one's promise) costs
   // something per request. The request id goes back on every response, errors included. While draining, each
   // response closes its connection: a keep-alive socket that was busy when the drain began would otherwise
@@ -104,12 +107,13 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   );
   // The task routes authorize inside: Runware's payload auth puts the key in the body.
   app.decorateRequest('principal', undefined);
-  await app.register(taskRoutes, { service, keys, maxTasksPerRequest: config.limits.maxTasksPerRequest });
+  await app.register(taskRoutes, { service, keys, drain, maxTasksPerRequest: config.limits.maxTasksPerRequest });
   const sessions = dependencies.sessions ?? createSessionHub({ store: createMemorySessionStore(sessionTiming(config)), ...hubTiming(config), logger: app.log });
   if (!dependencies.sessions) app.addHook('onClose', () => sessions.close());
   await app.register(webSocketRoutes, {
     service,
     hub: sessions,
+    drain,
     limits: {
       maxFrameBytes: config.limits.bodyLimitBytes,
       maxTasksPerFrame: config.limits.maxTasksPerRequest,

@@ -61,6 +61,7 @@ const environmentSchema = z.object({
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
   MAX_EMBEDDINGS_PER_TASK: positiveInt(10, MAX_EMBEDDINGS_CEILING),
   BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
+  DRAIN_GRACE_MS: positiveInt(25_000, 3_600_000),
   HTTP_HEADERS_TIMEOUT_MS: positiveInt(10_000, 600_000),
   HTTP_REQUEST_TIMEOUT_MS: positiveInt(30_000, 3_600_000),
   HTTP_KEEPALIVE_TIMEOUT_MS: positiveInt(72_000, 3_600_000),
@@ -111,6 +112,8 @@ export interface Config {
     readonly maxEmbeddingsPerTask: number;
     readonly bodyLimitBytes: number;
   };
+  /** After SIGTERM, how long work in flight may run on before it is stopped and answered retryably. */
+  readonly drainGraceMs: number;
   readonly http: {
     /** The request's headers must arrive within this. */
     readonly headersTimeoutMs: number;
@@ -196,6 +199,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxEmbeddingsPerTask: values.MAX_EMBEDDINGS_PER_TASK,
       bodyLimitBytes: values.BODY_LIMIT_BYTES,
     },
+    drainGraceMs: values.DRAIN_GRACE_MS,
     http: {
       // Node wants the headers deadline within the request's.
       headersTimeoutMs: Math.min(values.HTTP_HEADERS_TIMEOUT_MS, values.HTTP_REQUEST_TIMEOUT_MS),

@@ -267,6 +267,11 @@ export const errorCatalogue = {
     retryable: false,
     description: 'A worker refused the task itself (e.g. an embedding that does not fit its model); retrying will not help.',
   },
+  shuttingDown: {
+    status: 503,
+    retryable: true,
+    description: 'This gateway replica is draining for shutdown: new work is refused, and work still running when DRAIN_GRACE_MS ends is stopped; retry (another replica takes it).',
+  },
   internalError: {
     status: 500,
     retryable: true,

@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify';
 import type { DestinationStream } from 'pino';
 import { buildApp } from './app.js';
-import type { ReadinessProbe } from './api/routes/health.js';
+import { createDrain, type Drain } from './api/drain.js';
 import type { Config } from './config.js';
 import { createDispatchStage, type DispatchStage } from './dispatch/create-dispatch.js';
 import type { ModelRecord } from './contracts/model-record.js';
@@ -15,6 +15,8 @@ export interface Gateway {
   readonly resolution: ModelResolution;
   readonly dispatch: DispatchStage;
   readonly sessions: SessionHub;
+  /** The shutdown drain: server.ts begins it on SIGTERM, and closes the app once it has settled. */
+  readonly drain: Drain;
   /** Closes the app (in-flight requests finish), then the workers' pools and Redis. */
   close(): Promise<void>;
 }
@@ -27,9 +29,9 @@ export async function createGateway(
   config: Config,
   operatorRecords: readonly ModelRecord[],
   logger: Pick<FastifyBaseLogger, 'info' | 'warn'>,
-  readiness?: ReadinessProbe,
   logStream?: DestinationStream,
 ): Promise<Gateway> {
+  const drain = createDrain();
   const resolution = createModelResolution(config, operatorRecords, logger);
   const dispatch = createDispatchStage(config, logger);
   const timing = sessionTiming(config);
@@ -45,7 +47,7 @@ export async function createGateway(
     dispatcher: dispatch.dispatcher,
     imageStore: dispatch.imageStore,
     sessions,
-    ...(readiness && { readiness }),
+    drain,
     ...(logStream && { logStream }),
   });
   app.addHook('onClose', async () => {
@@ -53,5 +55,5 @@ export async function createGateway(
     await sessions.close();
     await resolution.close();
   });
-  return { app, resolution, dispatch, sessions, close: () => app.close() };
+  return { app, resolution, dispatch, sessions, drain, close: () => app.close() };
 }

@@ -4,8 +4,8 @@ import { createGateway } from './gateway.js';
 import type { ModelRecord } from './contracts/model-record.js';
 import { CatalogueFileError, loadOperatorCatalogue } from './models/operator-catalogue.js';
 
-/** How long in-flight requests get to finish after SIGTERM before the process exits anyway. */
-const SHUTDOWN_GRACE_MS = 10_000;
+/** Beyond the drain's grace: the time the cancelled work gets to answer, and the close itself. */
+const CLOSE_MARGIN_MS = 15_000;
 
 async function main(): Promise<void> {
   let config: Config;
@@ -21,13 +21,12 @@ async function main(): Promise<void> {
     throw error;
   }
 
-  let draining = false;
   // Buffered (4 KiB, or at least every second): at LOG_LEVEL=info every request writes a line, and a write(2)
   // per line on the event loop cost ~7 µs more per request than batched writes (bench/dispatch-overhead.ts
   // --log-level info). pino flushes the buffer when the process exits; a SIGKILL can lose the last second.
   const logStream = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 1000 });
   const startupLog = pino({ level: config.logLevel }, logStream);
-  const { app } = await createGateway(config, operatorRecords, startupLog, { isReady: () => !draining }, logStream);
+  const { app, drain } = await createGateway(config, operatorRecords, startupLog, logStream);
 
   if (config.apiKeys.length === 0) {
     app.log.warn('API_KEYS is not set: the API is open to anyone who can reach it. Set API_KEYS before exposing it.');
@@ -42,22 +41,30 @@ async function main(): Promise<void> {
     'model resolution ready',
   );
 
+  // The drain (src/api/drain.ts): not ready at once, still listening, work in flight finishes within
+  // DRAIN_GRACE_MS or is stopped and answered retryably; then the app closes.
   const shutdown = (signal: NodeJS.Signals) => {
-    if (draining) return;
-    draining = true;
-    app.log.info({ signal }, 'shutting down: finishing in-flight requests');
+    if (drain.draining) return;
+    drain.begin();
+    app.log.info({ signal, inFlight: drain.inFlight, graceMs: config.drainGraceMs }, 'shutting down: not ready any more, finishing work in flight');
     const timer = setTimeout(() => {
-      app.log.error('in-flight requests did not finish in time; exiting');
+      app.log.error('the drain did not end in time; exiting');
       process.exit(1);
-    }, SHUTDOWN_GRACE_MS);
+    }, config.drainGraceMs + CLOSE_MARGIN_MS);
     timer.unref();
-    app.close().then(
-      () => process.exit(0),
-      (error: unknown) => {
-        app.log.error({ err: error }, 'error while closing');
-        process.exit(1);
-      },
-    );
+    drain
+      .settle(config.drainGraceMs)
+      .then((outcome) => {
+        if (outcome === 'cancelled') app.log.warn('drain grace passed: work still in flight was stopped and answered with shuttingDown');
+        return app.close();
+      })
+      .then(
+        () => process.exit(0),
+        (error: unknown) => {
+          app.log.error({ err: error }, 'error while closing');
+          process.exit(1);
+        },
+      );
   };
   process.once('SIGTERM', shutdown);
   process.once('SIGINT', shutdown);

@@ -74,6 +74,7 @@ describe('loadConfig', () => {
       IMAGE_STORE_DIR: '/var/lib/clipgate/images',
       IMAGE_TTL_SECONDS: '600',
       COST_PER_MEGAPIXEL_STEP: '0.5',
+      DRAIN_GRACE_MS: '9000',
       HTTP_HEADERS_TIMEOUT_MS: '40000',
       HTTP_REQUEST_TIMEOUT_MS: '20000',
       HTTP_KEEPALIVE_TIMEOUT_MS: '65000',
@@ -113,6 +114,7 @@ describe('loadConfig', () => {
       imageTtlSeconds: 600,
       costPerMegapixelStep: 0.5,
       limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
+      drainGraceMs: 9000,
       // The headers' deadline never beyond the whole request's.
       http: { headersTimeoutMs: 20_000, requestTimeoutMs: 20_000, keepAliveTimeoutMs: 65_000, maxConnectionsPerIp: 50 },
       websocket: { maxTasksInFlight: 12, maxSocketsPerKey: 3, maxBufferedBytes: 1_000_000, idleMs: 45_000, slowReaderMs: 5000, resumeWindowMs: 30_000 },

@@ -54,3 +54,21 @@ const noop = () => undefined;
 
 /** For work that no client can cancel. */
 export const neverCancelled: Cancellation = { cancelled: false, reason: undefined, onCancel: () => () => undefined };
+
+/** Why work was cancelled: each cause ends a task with its own error. */
+export type CancelCause = 'clientGone' | 'shuttingDown' | 'sessionExpired';
+
+export class WorkCancelled extends Error {
+  override readonly name = 'WorkCancelled';
+  constructor(
+    readonly why: CancelCause,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/** Why work was cancelled; a reason that is not a WorkCancelled is a client gone (the oldest cause). */
+export function causeOf(reason: Error | undefined): CancelCause {
+  return reason instanceof WorkCancelled ? reason.why : 'clientGone';
+}

@@ -8,6 +8,7 @@ import { toImageResults, type OutputContext } from './image-output.js';
 import { cancelJob, runJob } from './worker-client.js';
 import { NoWorkerError, type WorkerPool } from './worker-pool.js';
 import type { JobImage, JobRequest, WorkerCapability } from './worker-protocol.js';
+import { causeOf } from '../contracts/cancellation.js';
 import { acceptsEmbeddings } from '../contracts/families.js';
 import { lossyOutputFormats } from '../contracts/image-inference-task.js';
 import { OUTPUT_QUALITY } from '../contracts/task-limits.js';
@@ -98,7 +99,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
           case 'cancelled':
             lease.release('neutral');
             void cancelJob(lease.worker.http, attemptJobId);
-            return { kind: 'failed', error: createError('timeoutWorker', 'The task was cancelled because the client disconnected.', context.details) };
+            return { kind: 'failed', error: cancelledError(context.cancellation.reason, context.details) };
           case 'timeout':
             lease.release('failure');
             void cancelJob(lease.worker.http, attemptJobId);
@@ -191,8 +192,20 @@ function admissionError(error: unknown, job: JobRequest, details: ErrorDetails, 
       retryAfter,
     });
   }
-  // The client went away while queued: nobody reads this, but it must not look like a success.
-  return createError('timeoutWorker', 'The task was cancelled before a worker took it.', details);
+  // Cancelled while queued (the client went away, the replica drains): never something that looks like success.
+  return cancelledError(error instanceof Error ? error : undefined, details);
+}
+
+/** The error of a task whose work was cancelled, by why it was. */
+function cancelledError(reason: Error | undefined, details: ErrorDetails): ApiError {
+  switch (causeOf(reason)) {
+    case 'shuttingDown':
+      return createError('shuttingDown', `The task was stopped because ${reason?.message ?? 'this gateway replica is shutting down'}; it produced nothing. Retry it.`, { ...details, retryAfter: 1 });
+    case 'sessionExpired':
+      return createError('timeoutWorker', 'The task was cancelled because its WebSocket session was not resumed in time.', details);
+    case 'clientGone':
+      return createError('timeoutWorker', 'The task was cancelled because the client disconnected.', details);
+  }
 }
 
 function missingEmbeddingFile(validated: ValidatedTask, details: ErrorDetails): ApiError | undefined {

@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import type { CancellationSource } from '../contracts/cancellation.js';
+import { WorkCancelled, type CancellationSource } from '../contracts/cancellation.js';
 import type { Config } from '../config.js';
 import type { SessionEvent, SessionStore, SessionTiming, TaskClaim } from './session-store.js';
 
@@ -155,7 +155,7 @@ export function createSessionHub(options: SessionHubOptions): SessionHub {
             task.owner = owner;
             continue;
           }
-          task.run.cancel(new Error('the session was not resumed within its window'));
+          task.run.cancel(new WorkCancelled('sessionExpired', 'the session was not resumed within its window'));
         }
       })().catch(failed('ending a session window'));
     }, options.windowMs);

@@ -4,6 +4,7 @@ import { createError } from '../../errors.js';
 import type { ApiKeys } from '../../tasks/api-keys.js';
 import type { TaskService } from '../../tasks/task-service.js';
 import { installBearerAuth } from '../auth.js';
+import { refusedWhileDraining, type Drain } from '../drain.js';
 import { ClientRequestError } from '../client-request-error.js';
 import { taskArraySchema, taskResponseSchema } from '../response-schema.js';
 import { TaskResponseCollector } from '../task-response.js';
@@ -13,6 +14,7 @@ import { toWireJson } from '../wire-json.js';
 export interface TaskRouteOptions {
   readonly service: TaskService;
   readonly keys: ApiKeys;
+  readonly drain: Drain;
   readonly maxTasksPerRequest: number;
 }
 
@@ -31,6 +33,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
   const { service } = options;
   installBearerAuth(app, options.keys, { keyInBody: true });
   const handler = async (request: FastifyRequest, reply: FastifyReply): Promise<string> => {
+    if (options.drain.draining) throw new ClientRequestError(refusedWhileDraining());
     const tasks = readTaskArray(request.body, options.maxTasksPerRequest);
     // The bearer key was checked before the body was read; without one, the key may come first in the array.
     let principal = request.principal;
@@ -53,7 +56,12 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
       if (!reply.raw.writableFinished) cancellation.cancel(new Error('the client disconnected'));
     });
     const collector = new TaskResponseCollector();
-    await service.run(tasks, { principal, cancellation }, collector);
+    const release = options.drain.track(cancellation);
+    try {
+      await service.run(tasks, { principal, cancellation }, collector);
+    } finally {
+      release();
+    }
     const { status, body, retryAfterSeconds } = collector.response();
     reply.code(status);
     if (retryAfterSeconds > 0) reply.header('retry-after', String(retryAfterSeconds));
@@ -79,3 +87,4 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
   app.post('/v1/tasks', routeOptions, handler);
   app.post('/v1', { ...routeOptions, schema: { ...schema, hide: true } }, handler);
 }
+

@@ -8,6 +8,7 @@ import type { SessionHub, SessionSocket } from '../../sessions/session-hub.js';
 import type { TaskService } from '../../tasks/task-service.js';
 import type { Admission, IncomingTask, TaskSink } from '../../tasks/task-type.js';
 import { ClientRequestError } from '../client-request-error.js';
+import { refusedWhileDraining, type Drain } from '../drain.js';
 import { parseJsonBody } from '../json-body.js';
 import { readTaskArray } from '../task-array.js';
 import { toWireJson } from '../wire-json.js';
@@ -47,6 +48,7 @@ export const closeCodes = {
 export interface SocketDependencies {
   readonly service: TaskService;
   readonly hub: SessionHub;
+  readonly drain: Drain;
   readonly limits: SocketLimits;
   /** Sockets each principal holds on this replica. */
   readonly socketsPerPrincipal: Map<string, number>;
@@ -189,9 +191,11 @@ export class TaskSocket implements SessionSocket {
     const run = createCancellation();
     const sink = new FrameSink(this, this.dependencies.hub, principal?.id);
     // Not awaited: a long generation must not hold up the frames after it.
+    const release = this.dependencies.drain.track(run);
     void service
       .run(tasks, { principal, cancellation: run, ...(sessionId !== undefined && { connectionSessionUUID: sessionId, admit: (incoming) => this.admit(incoming, sink, run) }) }, sink)
-      .catch((error: unknown) => this.dependencies.logger.warn({ err: error }, 'websocket tasks failed'));
+      .catch((error: unknown) => this.dependencies.logger.warn({ err: error }, 'websocket tasks failed'))
+      .finally(release);
     // The authentication answer is out (the service answers it before anything else): now what waited.
     if (resumed && sessionId !== undefined) this.dependencies.hub.deliverHeld(sessionId);
   }
@@ -227,9 +231,10 @@ export class TaskSocket implements SessionSocket {
   private async admit(tasks: readonly IncomingTask[], sink: FrameSink, run: CancellationSource): Promise<Admission[]> {
     const state = this.state;
     if (state.kind !== 'authenticated') return tasks.map(() => 'skip');
-    const { hub, limits } = this.dependencies;
+    const { hub, limits, drain } = this.dependencies;
     return Promise.all(
       tasks.map(async (task): Promise<Admission> => {
+        if (drain.draining) return refusedWhileDraining(task.details);
         const taskUUID = task.details.taskUUID;
         if (taskUUID === undefined || task.refusals.length > 0) return 'run';
         if (this.inFlight >= limits.maxTasksInFlight) {

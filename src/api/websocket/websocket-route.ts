@@ -2,6 +2,7 @@ import fastifyWebsocket from '@fastify/websocket';
 import type { FastifyInstance } from 'fastify';
 import { createError } from '../../errors.js';
 import type { SessionHub } from '../../sessions/session-hub.js';
+import type { Drain } from '../drain.js';
 import type { TaskService } from '../../tasks/task-service.js';
 import { sendError } from '../send-error.js';
 import { TaskSocket, type SocketLimits } from './task-socket.js';
@@ -9,6 +10,7 @@ import { TaskSocket, type SocketLimits } from './task-socket.js';
 export interface WebSocketRouteOptions {
   readonly service: TaskService;
   readonly hub: SessionHub;
+  readonly drain: Drain;
   readonly limits: SocketLimits;
 }
 
@@ -34,7 +36,7 @@ export async function webSocketRoutes(app: FastifyInstance, options: WebSocketRo
     handler: (_request, reply) =>
       sendError(reply, createError('routeNotFound', 'GET /v1 is the WebSocket endpoint: connect with an upgrade, or POST task arrays to /v1/tasks.')),
     wsHandler: (socket) => {
-      new TaskSocket(socket, { service: options.service, hub: options.hub, limits: options.limits, socketsPerPrincipal, logger: app.log });
+      new TaskSocket(socket, { service: options.service, hub: options.hub, drain: options.drain, limits: options.limits, socketsPerPrincipal, logger: app.log });
     },
   });
 }
