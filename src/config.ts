@@ -51,6 +51,7 @@ const environmentSchema = z.object({
   QUEUE_WAIT_MS: positiveInt(30_000, 600_000),
   TASK_TIMEOUT_MS: positiveInt(120_000, 3_600_000),
   TASK_FIRST_BYTE_TIMEOUT_MS: positiveInt(10_000, 600_000),
+  TASK_PROGRESS_TIMEOUT_MS: positiveInt(30_000, 3_600_000),
   DISPATCH_MAX_ATTEMPTS: positiveInt(3, 10),
   WORKER_HEALTH_INTERVAL_MS: positiveInt(2000, 600_000),
   BREAKER_FAILURE_THRESHOLD: positiveInt(5, 1000),
@@ -96,6 +97,7 @@ export interface Config {
     readonly queueWaitMs: number;
     readonly taskTimeoutMs: number;
     readonly firstByteTimeoutMs: number;
+    readonly progressTimeoutMs: number;
     readonly maxAttempts: number;
     readonly healthIntervalMs: number;
     readonly breakerFailureThreshold: number;
@@ -186,6 +188,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       queueWaitMs: values.QUEUE_WAIT_MS,
       taskTimeoutMs: values.TASK_TIMEOUT_MS,
       firstByteTimeoutMs: Math.min(values.TASK_FIRST_BYTE_TIMEOUT_MS, values.TASK_TIMEOUT_MS),
+      progressTimeoutMs: values.TASK_PROGRESS_TIMEOUT_MS,
       maxAttempts: values.DISPATCH_MAX_ATTEMPTS,
       healthIntervalMs: values.WORKER_HEALTH_INTERVAL_MS,
       breakerFailureThreshold: values.BREAKER_FAILURE_THRESHOLD,

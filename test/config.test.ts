@@ -67,6 +67,7 @@ describe('loadConfig', () => {
       QUEUE_WAIT_MS: '1500',
       TASK_TIMEOUT_MS: '60000',
       TASK_FIRST_BYTE_TIMEOUT_MS: '90000',
+      TASK_PROGRESS_TIMEOUT_MS: '15000',
       DISPATCH_MAX_ATTEMPTS: '2',
       WORKER_HEALTH_INTERVAL_MS: '500',
       BREAKER_FAILURE_THRESHOLD: '3',
@@ -105,6 +106,7 @@ describe('loadConfig', () => {
         taskTimeoutMs: 60_000,
         // Never longer than the whole deadline.
         firstByteTimeoutMs: 60_000,
+        progressTimeoutMs: 15_000,
         maxAttempts: 2,
         healthIntervalMs: 500,
         breakerFailureThreshold: 3,

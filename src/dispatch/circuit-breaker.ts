@@ -14,6 +14,8 @@ export interface CircuitBreaker {
   onFailure(): void;
   /** A job that says nothing about the worker's health (cancelled, refused as busy) ended; frees the trial slot. */
   onNeutral(): void;
+  /** The worker's health turned good after an outage: an open breaker lets a trial job through at once. */
+  onRecovered(): void;
   state(): BreakerState;
 }
 
@@ -48,6 +50,9 @@ export function createCircuitBreaker(options: BreakerOptions): CircuitBreaker {
     },
     onNeutral() {
       trialInFlight = false;
+    },
+    onRecovered() {
+      if (openedAt !== undefined) openedAt = options.clock() - options.cooldownMs;
     },
     onFailure() {
       failures++;

@@ -41,6 +41,7 @@ export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogg
     output: { store: imageStore, publicBaseUrl: config.publicBaseUrl, costPerMegapixelStep: config.costPerMegapixelStep },
     taskTimeoutMs: config.dispatch.taskTimeoutMs,
     firstByteTimeoutMs: config.dispatch.firstByteTimeoutMs,
+    progressTimeoutMs: config.dispatch.progressTimeoutMs,
     queueWaitMs: config.dispatch.queueWaitMs,
     maxAttempts: config.dispatch.maxAttempts,
     publicBaseUrl: config.publicBaseUrl,

@@ -9,6 +9,7 @@ import { cancelJob, runJob } from './worker-client.js';
 import { NoWorkerError, type WorkerPool } from './worker-pool.js';
 import type { JobImage, JobRequest, WorkerCapability } from './worker-protocol.js';
 import { causeOf } from '../contracts/cancellation.js';
+import { SEED_MAX } from '../contracts/seed.js';
 import { acceptsEmbeddings } from '../contracts/families.js';
 import { lossyOutputFormats } from '../contracts/image-inference-task.js';
 import { OUTPUT_QUALITY } from '../contracts/task-limits.js';
@@ -25,6 +26,8 @@ export interface PoolDispatcherOptions {
   readonly output: OutputContext;
   readonly taskTimeoutMs: number;
   readonly firstByteTimeoutMs: number;
+  /** After `accepted`, the longest a worker may go without an event before the job counts as hung. */
+  readonly progressTimeoutMs: number;
   readonly queueWaitMs: number;
   readonly maxAttempts: number;
   readonly publicBaseUrl: string;
@@ -41,6 +44,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
       if (embeddingProblem) return { kind: 'failed', error: embeddingProblem };
       const job = jobFor(validated, options.publicBaseUrl);
       const required = requiredCapabilities(job);
+      const limits = { maxLineChars: resultLineBudget(job) };
       const taskUUID = job.jobId;
       const deadline = Date.now() + options.taskTimeoutMs;
       const tried = new Set<string>();
@@ -67,7 +71,8 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
         const outcome = await runJob(
           lease.worker.http,
           job,
-          { firstByteMs: options.firstByteTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
+          { firstByteMs: options.firstByteTimeoutMs, progressMs: options.progressTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
+          limits,
           context.cancellation,
         );
         switch (outcome.kind) {
@@ -104,7 +109,12 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
             lease.release('failure');
             void cancelJob(lease.worker.http, attemptJobId);
             lastWasTimeout = true;
-            lastFailure = outcome.phase === 'firstByte' ? `worker ${lease.worker.url} did not accept the job within ${options.firstByteTimeoutMs} ms` : `the job did not finish within ${options.taskTimeoutMs} ms`;
+            lastFailure =
+              outcome.phase === 'firstByte'
+                ? `worker ${lease.worker.url} did not accept the job within ${options.firstByteTimeoutMs} ms`
+                : outcome.phase === 'progress'
+                  ? `worker ${lease.worker.url} accepted the job, then said nothing for ${options.progressTimeoutMs} ms`
+                  : `the job did not finish within ${options.taskTimeoutMs} ms`;
             // Total time is spent: nothing is left to retry with.
             if (outcome.phase === 'total') return { kind: 'failed', error: createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details) };
             break;
@@ -131,10 +141,29 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
   };
 }
 
+/**
+ * The longest result line a job can need: each image as an uncompressed RGB PNG (the worst a PNG gets), in
+ * base64, plus room for the JSON around it. A worker's line beyond that is refused as it arrives, so a
+ * job's memory is bounded by what it asked for, not by what a worker sends.
+ */
+function resultLineBudget(job: JobRequest): number {
+  const worstImageBytes = job.width * job.height * 3.1 + 4096;
+  return Math.min(MAX_RESULT_LINE_CHARS, Math.ceil(job.numberResults * ((worstImageBytes * 4) / 3 + 1024)) + 64 * 1024);
+}
+
+/** Beyond any job clipgate takes (20 × 2048² PNG); far below V8's string limit. */
+const MAX_RESULT_LINE_CHARS = 512 * 1024 * 1024;
+
 function resultProblem(images: readonly JobImage[], job: JobRequest): string | undefined {
   if (images.length !== job.numberResults) return `it returned ${images.length} image(s) for numberResults ${job.numberResults}`;
   const wrong = images.find((image) => image.format !== job.outputFormat);
   if (wrong) return `it returned ${wrong.format} for outputFormat ${job.outputFormat}`;
+  // Image i has seed + i (mod 2^64): a result with other seeds is not this job's.
+  for (let index = 0; index < images.length; index++) {
+    const seed = images[index]!.seed;
+    const expected = index === 0 ? job.seed : ((BigInt(job.seed) + BigInt(index)) & SEED_MAX).toString();
+    if (seed !== expected && BigInt(seed) !== BigInt(expected)) return `it returned seed ${seed} for image ${index}, not ${expected}`;
+  }
   // An NSFW verdict the worker did not give must never be made up, nor one it was not asked for passed on.
   const unchecked = images.find((image) => (image.nsfw === undefined) === (job.checkNSFW === true));
   return unchecked ? (job.checkNSFW ? 'it returned an image without the NSFW verdict checkNSFW asks for' : 'it returned an NSFW verdict nobody asked for') : undefined;

@@ -21,16 +21,21 @@ export type JobOutcome =
    * `recheck` that the worker's last health report is contradicted (it no longer serves the model).
    */
   | { readonly kind: 'failed'; readonly reason: string; readonly accepted: boolean; readonly blame: 'worker' | 'none'; readonly recheck?: boolean }
-  | { readonly kind: 'timeout'; readonly phase: 'firstByte' | 'total' }
+  /** firstByte: nothing accepted in time; progress: accepted, then silent too long; total: the task's deadline. */
+  | { readonly kind: 'timeout'; readonly phase: 'firstByte' | 'progress' | 'total' }
   | { readonly kind: 'cancelled' };
 
 export interface JobDeadlines {
   readonly firstByteMs: number;
+  /** After `accepted`, the longest a worker may stay silent (protocol v1: workers send progress or heartbeats). */
+  readonly progressMs: number;
   readonly totalMs: number;
 }
 
-/** Worker answers are small JSON lines except the result, which carries base64 images. */
-const MAX_LINE_CHARS = 256 * 1024 * 1024;
+export interface JobLimits {
+  /** The longest NDJSON line taken from this job's stream (its result, which carries the images, is the longest). */
+  readonly maxLineChars: number;
+}
 /** An error body longer than this is cut: it only goes into a message. */
 const MAX_REFUSAL_BYTES = 64 * 1024;
 
@@ -39,10 +44,10 @@ const MAX_REFUSAL_BYTES = 64 * 1024;
  * is the hot path of every task, and the handler avoids a stream, its promises and a second abort
  * controller per job. Two timers, both armed at the start: the first byte (until `accepted`) and the total.
  */
-export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadlines, cancellation: Cancellation): Promise<JobOutcome> {
+export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadlines, limits: JobLimits, cancellation: Cancellation): Promise<JobOutcome> {
   if (cancellation.cancelled) return Promise.resolve({ kind: 'cancelled' });
   return new Promise<JobOutcome>((resolve) => {
-    const stream = new JobStream(resolve, deadlines, cancellation);
+    const stream = new JobStream(resolve, job.jobId, deadlines, limits, cancellation);
     http.dispatch(
       {
         path: '/v1/jobs',
@@ -79,12 +84,17 @@ class JobStream implements Dispatcher.DispatchHandler {
    * a total deadline armed at `accepted` with what remains of it would make (and drop) a list per job.
    */
   private readonly firstByteTimer: NodeJS.Timeout | undefined;
+  /** Armed at `accepted` (one duration for all jobs, so one timer list), refreshed by every event after it. */
+  private silenceTimer: NodeJS.Timeout | undefined;
   private readonly totalTimer: NodeJS.Timeout;
   private readonly stopListening: () => void;
 
   constructor(
     private readonly resolve: (outcome: JobOutcome) => void,
-    deadlines: JobDeadlines,
+    /** The job id of this attempt: every event must carry it. */
+    private readonly jobId: string,
+    private readonly deadlines: JobDeadlines,
+    private readonly limits: JobLimits,
     cancellation: Cancellation,
   ) {
     this.firstByteTimer = deadlines.firstByteMs < deadlines.totalMs ? setTimeout(this.onDeadline, deadlines.firstByteMs, this) : undefined;
@@ -98,10 +108,15 @@ class JobStream implements Dispatcher.DispatchHandler {
     stream.stop({ kind: 'timeout', phase }, new Error(`${phase} deadline passed`));
   }
 
+  private onSilence(this: void, stream: JobStream): void {
+    stream.stop({ kind: 'timeout', phase: 'progress' }, new Error('the worker went silent'));
+  }
+
   private settle(outcome: JobOutcome): void {
     if (this.settled) return;
     this.settled = true;
     clearTimeout(this.firstByteTimer);
+    clearTimeout(this.silenceTimer);
     clearTimeout(this.totalTimer);
     this.stopListening();
     this.resolve(outcome);
@@ -119,11 +134,18 @@ class JobStream implements Dispatcher.DispatchHandler {
       this.final = { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted: this.accepted, blame: 'worker' };
       return;
     }
+    // An event of another job (a worker mixing up its streams) is never taken for this one's.
+    if (event.jobId !== this.jobId) {
+      this.final = { kind: 'failed', reason: `the worker sent an event of job "${event.jobId.slice(0, 140)}" in the stream of job "${this.jobId}"`, accepted: this.accepted, blame: 'worker' };
+      return;
+    }
+    this.silenceTimer?.refresh();
     switch (event.event) {
       case 'accepted':
         if (this.accepted) return;
         this.accepted = true;
         clearTimeout(this.firstByteTimer);
+        this.silenceTimer = setTimeout(this.onSilence, this.deadlines.progressMs, this);
         return;
       case 'progress':
         return;
@@ -152,16 +174,31 @@ class JobStream implements Dispatcher.DispatchHandler {
       this.refusalBytes += chunk.length;
       return;
     }
+    // A chunk of a long line is a sign of life too.
+    this.silenceTimer?.refresh();
     // Lines are split only where the chunk has a newline; a long result line arrives in many chunks.
     const text = chunk.toString(); // UTF-8; without an argument, Buffer skips its encoding lookup
     if (text.indexOf('\n') < 0) {
       this.pending += text;
-      if (this.pending.length > MAX_LINE_CHARS) this.stop({ kind: 'failed', reason: 'the worker sent an oversized event', accepted: this.accepted, blame: 'worker' }, new Error('oversized event'));
+      if (this.pending.length > this.limits.maxLineChars) this.oversized();
       return;
     }
     const lines = (this.pending + text).split('\n');
     this.pending = lines.pop() ?? '';
-    for (const line of lines) this.onLine(line.trim());
+    for (const line of lines) {
+      if (line.length > this.limits.maxLineChars) return this.oversized();
+      this.onLine(line.trim());
+    }
+    if (this.pending.length > this.limits.maxLineChars) this.oversized();
+  }
+
+  /** A line longer than the job can need: memory per job stays bounded, and the worker is at fault. */
+  private oversized(): void {
+    this.pending = '';
+    this.stop(
+      { kind: 'failed', reason: `the worker sent an event longer than ${this.limits.maxLineChars} characters, more than this job's images can take`, accepted: this.accepted, blame: 'worker' },
+      new Error('oversized event'),
+    );
   }
 
   onResponseEnd(): void {
@@ -217,10 +254,11 @@ export async function cancelJob(http: Dispatcher, jobId: string, timeoutMs = 200
 }
 
 /** What the gateway takes from an event: the worker's timings and warnings are for its own metrics. */
-type StreamEvent =
+type StreamEvent = { readonly jobId: string } & (
   | { readonly event: 'accepted' | 'progress' }
   | { readonly event: 'result'; readonly images: JobImage[] }
-  | { readonly event: 'error'; readonly error: WorkerError };
+  | { readonly event: 'error'; readonly error: WorkerError }
+);
 
 /**
  * `accepted`, `progress` and `result` lines — every line of a stream that goes well — are checked by hand,
@@ -235,9 +273,10 @@ function parseEvent(line: string): StreamEvent | undefined {
     return undefined;
   }
   if (typeof value === 'object' && value !== null && 'event' in value && 'jobId' in value && typeof value.jobId === 'string') {
-    if (value.event === 'accepted') return { event: 'accepted' };
-    if (value.event === 'progress' && 'step' in value && 'steps' in value && Number.isInteger(value.step) && Number.isInteger(value.steps)) return { event: 'progress' };
-    if (value.event === 'result' && 'images' in value && isImageList(value.images)) return { event: 'result', images: value.images };
+    const jobId = value.jobId;
+    if (value.event === 'accepted') return { event: 'accepted', jobId };
+    if (value.event === 'progress' && 'step' in value && 'steps' in value && Number.isInteger(value.step) && Number.isInteger(value.steps)) return { event: 'progress', jobId };
+    if (value.event === 'result' && 'images' in value && isImageList(value.images)) return { event: 'result', images: value.images, jobId };
   }
   const parsed = jobEventSchema.safeParse(value);
   return parsed.success ? parsed.data : undefined;

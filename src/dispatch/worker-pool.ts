@@ -194,6 +194,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       worker.failedPolls++;
       if (worker.failedPolls >= UNHEALTHY_AFTER_FAILED_POLLS) worker.healthy = false;
     }
+    // Back after an outage (a restart): what opened the breaker is over; one trial job decides at once.
+    if (!wasHealthy && worker.healthy) worker.breaker.onRecovered();
     if (wasHealthy !== worker.healthy) {
       options.logger[worker.healthy ? 'info' : 'warn']({ worker: worker.url, status: worker.health?.status ?? 'unreachable' }, worker.healthy ? 'worker is ready' : 'worker is not available');
     }

@@ -11,7 +11,9 @@ import { OUTPUT_QUALITY } from '../contracts/task-limits.js';
  *
  * POST /v1/jobs answers with a stream of NDJSON events so that a slow first byte (a worker that accepted
  * nothing) and a slow total (a long generation) are told apart: `accepted` comes at once, `progress` lines
- * may follow (and keep the connection alive), then exactly one `result` or `error` ends the stream.
+ * follow — at least one every few seconds while the job runs, waits, downloads or loads (a repeated step is a
+ * heartbeat; the gateway takes a silent stream for a hung worker) — then exactly one `result` or `error`
+ * ends the stream. Every event names the job's id.
  */
 
 export const WORKER_PROTOCOL_VERSION = 'clipgate-worker/1';

@@ -68,15 +68,16 @@ const job: JobRequest = {
   outputFormat: 'PNG',
   embeddings: [],
 };
-const generous = { firstByteMs: 5000, totalMs: 10_000 };
+const generous = { firstByteMs: 5000, progressMs: 5000, totalMs: 10_000 };
+const roomy = { maxLineChars: 1024 * 1024 };
 const image = { imageUUID: '60153644-dc91-4001-91df-010fb7203bf8', seed: '42', format: 'PNG', data: 'iVBORw0KGgo=' };
 const line = (value: unknown) => `${JSON.stringify(value)}\n`;
 const accepted = line({ event: 'accepted', jobId: job.jobId });
 const result = (images: unknown) => line({ event: 'result', jobId: job.jobId, images, timings: { queueMs: 1, embeddingMs: 0, inferenceMs: 5, totalMs: 6 } });
 
-async function run(next: Script, deadlines = generous, cancellation = neverCancelled): Promise<JobOutcome> {
+async function run(next: Script, deadlines = generous, cancellation = neverCancelled, limits = roomy): Promise<JobOutcome> {
   script = next;
-  return runJob(pool, job, deadlines, cancellation);
+  return runJob(pool, job, deadlines, limits, cancellation);
 }
 
 describe('runJob', () => {
@@ -137,10 +138,37 @@ describe('runJob', () => {
   });
 
   it('times out before the first byte, and after it on the total deadline', async () => {
-    await expect(run({ chunks: [], hang: true }, { firstByteMs: 50, totalMs: 5000 })).resolves.toStrictEqual({ kind: 'timeout', phase: 'firstByte' });
+    await expect(run({ chunks: [], hang: true }, { firstByteMs: 50, progressMs: 5000, totalMs: 5000 })).resolves.toStrictEqual({ kind: 'timeout', phase: 'firstByte' });
     const started = performance.now();
-    await expect(run({ chunks: [accepted], hang: true }, { firstByteMs: 5000, totalMs: 120 })).resolves.toStrictEqual({ kind: 'timeout', phase: 'total' });
+    await expect(run({ chunks: [accepted], hang: true }, { firstByteMs: 5000, progressMs: 5000, totalMs: 120 })).resolves.toStrictEqual({ kind: 'timeout', phase: 'total' });
     expect(performance.now() - started).toBeGreaterThanOrEqual(115);
+  });
+
+  it('takes a worker that goes silent after accepted for hung, however long the total deadline', async () => {
+    const progress = line({ event: 'progress', jobId: job.jobId, step: 1, steps: 20 });
+    const started = performance.now();
+    await expect(run({ chunks: [accepted], hang: true }, { firstByteMs: 5000, progressMs: 150, totalMs: 60_000 })).resolves.toStrictEqual({ kind: 'timeout', phase: 'progress' });
+    expect(performance.now() - started).toBeLessThan(2000);
+    // Every event, and every chunk of a long line, counts as a sign of life.
+    const lively = [accepted, 100, progress, 100, progress, 100, result([image]).slice(0, 20), 100, result([image]).slice(20)];
+    await expect(run({ chunks: lively }, { firstByteMs: 5000, progressMs: 150, totalMs: 60_000 })).resolves.toStrictEqual({ kind: 'result', images: [image] });
+  });
+
+  it('never takes an event of another job for this one’s', async () => {
+    const foreign = line({ event: 'result', jobId: 'some-other-job.1', images: [image], timings: { queueMs: 1, embeddingMs: 0, inferenceMs: 5, totalMs: 6 } });
+    await expect(run({ chunks: [accepted, foreign] })).resolves.toMatchObject({ kind: 'failed', blame: 'worker', accepted: true, reason: expect.stringContaining('some-other-job.1') });
+    await expect(run({ chunks: [line({ event: 'accepted', jobId: 'some-other-job.1' }), result([image])] })).resolves.toMatchObject({ kind: 'failed', blame: 'worker', accepted: false });
+  });
+
+  it('refuses a line longer than the job can need, as it arrives, without buffering the rest', async () => {
+    const big = result([{ ...image, data: 'A'.repeat(300_000) }]);
+    const chunks = [accepted, ...Array.from({ length: 10 }, (_, index) => big.slice(index * 40_000, (index + 1) * 40_000)), 5000, big.slice(400_000)];
+    const started = performance.now();
+    const outcome = await run({ chunks, hang: true }, generous, neverCancelled, { maxLineChars: 100_000 });
+    expect(outcome).toMatchObject({ kind: 'failed', blame: 'worker', reason: expect.stringContaining('longer than 100000 characters') });
+    // Refused before the pause: the stream was cut off, not read to its end.
+    expect(performance.now() - started).toBeLessThan(4000);
+    await expect(run({ chunks: [accepted, big] }, generous, neverCancelled, { maxLineChars: 400_000 })).resolves.toMatchObject({ kind: 'result' });
   });
 
   it('ends with `cancelled` when the client goes away mid-stream, and not at all when cancelled before', async () => {

@@ -320,3 +320,72 @@ describe('worker capabilities', () => {
     for (const job of [...plain!.receivedJobs, ...encoder!.receivedJobs.slice(1)]) expect(job.outputQuality).toBeUndefined();
   });
 });
+
+describe('workers that misbehave', () => {
+  it('never delivers a result that names another job: retried on the good worker, the liar loses trust', async () => {
+    const [liar, good] = await fleet(2);
+    liar!.setBehaviour({ resultJobId: 'some-other-job.1' });
+    const { app, dispatch } = await gateway([liar!, good!], { BREAKER_FAILURE_THRESHOLD: '3' });
+    const tasks = Array.from({ length: 40 }, () => task({ outputType: 'base64Data' }));
+    const answers = await Promise.all(tasks.map((sent) => post(app, [sent])));
+    for (const [index, answer] of answers.entries()) {
+      expect(answer.status).toBe(200);
+      expect(answer.body.data.map((image) => image.taskUUID)).toEqual([tasks[index]!['taskUUID']]);
+    }
+    // Its results never counted: only the good worker completed tasks for clients; the liar's breaker opened.
+    expect(good!.stats.completed()).toBe(40);
+    expect(dispatch.pool?.workers.find((candidate) => candidate.url === liar!.url)?.breaker.state()).not.toBe('closed');
+  });
+
+  it('never delivers images whose seeds are not the job’s', async () => {
+    const [liar] = await fleet(1);
+    liar!.setBehaviour({ seedOffset: 1 });
+    const { app } = await gateway([liar!]);
+    const { status, body } = await post(app, [task({ seed: 7 })]);
+    expect(status).toBe(502);
+    expect(body.errors[0]).toMatchObject({ code: 'workerFailed', message: expect.stringContaining('seed 8 for image 0, not 7') });
+  });
+
+  it('refuses a result line far longer than the job can need, and keeps its memory', async () => {
+    const [bloated] = await fleet(1);
+    // 20 MB of "image" for a 256×256 task: about 40 times what the worst PNG of that size can take.
+    bloated!.setBehaviour({ pngBytes: 20_000_000 });
+    const { app } = await gateway([bloated!], { BREAKER_FAILURE_THRESHOLD: '100', DISPATCH_MAX_ATTEMPTS: '1' });
+    const before = process.memoryUsage().rss;
+    const answers = await Promise.all(Array.from({ length: 4 }, () => post(app, [task({ width: 256, height: 256, outputType: 'base64Data', outputFormat: 'PNG' })])));
+    for (const answer of answers) {
+      expect(answer.status).toBe(502);
+      expect(answer.body.errors[0]?.message).toContain('more than this job');
+    }
+    expect(process.memoryUsage().rss - before).toBeLessThan(400 * 1024 * 1024);
+  });
+
+  it('gives up on a worker that accepted and then went silent, and runs the task on a free one', async () => {
+    const [silent, good] = await fleet(2);
+    silent!.setBehaviour({ hangAfterAccept: true });
+    const { app } = await gateway([silent!, good!], { TASK_PROGRESS_TIMEOUT_MS: '300', TASK_TIMEOUT_MS: '60000' });
+    const started = Date.now();
+    const answers = await Promise.all(Array.from({ length: 6 }, () => post(app, [task()])));
+    for (const answer of answers) expect(answer.status).toBe(200);
+    expect(Date.now() - started).toBeLessThan(5000);
+    // The silent worker was told to stop each job it held.
+    await until(() => silent!.stats.cancels().length === silent!.stats.accepted());
+    expect(silent!.stats.accepted()).toBeGreaterThan(0);
+  });
+
+  it('trusts a restarted worker again at once, without sitting out the breaker’s cool-down', async () => {
+    const [only] = await fleet(1);
+    const { app, dispatch } = await gateway([only!], { BREAKER_FAILURE_THRESHOLD: '2', BREAKER_COOLDOWN_MS: '60000', DISPATCH_MAX_ATTEMPTS: '1' });
+    only!.setBehaviour({ failureRate: 1 });
+    for (let round = 0; round < 2; round++) expect((await post(app, [task()])).status).toBe(502);
+    const pooled = dispatch.pool!.workers[0]!;
+    expect(pooled.breaker.state()).toBe('open');
+    await only!.kill();
+    await until(() => !pooled.healthy);
+    only!.setBehaviour({ failureRate: 0 });
+    await only!.restart();
+    await until(() => pooled.healthy);
+    expect((await post(app, [task()])).status).toBe(200);
+    expect(pooled.breaker.state()).toBe('closed');
+  });
+});

@@ -70,6 +70,10 @@ export interface FakeWorkerBehaviour {
   hangAfterAccept: boolean;
   /** `accepted`, then the socket is destroyed. */
   crashAfterAccept: boolean;
+  /** The result names this job id instead of the job's own (a worker mixing up its streams). */
+  resultJobId: string | undefined;
+  /** Added to every image's seed: results that are not what the job asked for. */
+  seedOffset: number;
   /** PNG results are padded to about this many bytes (0: as small as they come), for tests that need big answers. */
   pngBytes: number;
   /** When set, streams end with this error event instead of `result`. */
@@ -99,7 +103,7 @@ export interface FakeWorkerStats {
 export interface FakeWorker {
   /** `http://127.0.0.1:PORT`, the same after restart(). */
   readonly url: string;
-  /** Jobs take the behaviour current when they arrive. An undefined value leaves a setting as it is, except errorEvent, which it clears. */
+  /** Jobs take the behaviour current when they arrive. An undefined value leaves a setting as it is, except errorEvent and resultJobId, which it clears. */
   setBehaviour(behaviour: Partial<FakeWorkerBehaviour>): void;
   setModelLoaded(air: string, loaded: boolean): void;
   readonly stats: FakeWorkerStats;
@@ -210,6 +214,8 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     hang: false,
     hangAfterAccept: false,
     crashAfterAccept: false,
+    resultJobId: undefined,
+    seedOffset: 0,
     pngBytes: 0,
     errorEvent: undefined,
     healthStatus: 'ready',
@@ -426,7 +432,9 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       inferenceMs: Math.round(now - job.acceptedAt),
       totalMs: Math.round(now - job.receivedAt),
     };
-    if (end(job, { event: 'result', jobId, images: imagesOf(job.request, job.behaviour.pngBytes), timings })) completed += 1;
+    const images = imagesOf(job.request, job.behaviour.pngBytes);
+    if (job.behaviour.seedOffset !== 0) for (const image of images) image.seed = ((BigInt(image.seed) + BigInt(job.behaviour.seedOffset)) & seedMask).toString();
+    if (end(job, { event: 'result', jobId: job.behaviour.resultJobId ?? jobId, images, timings })) completed += 1;
   }
 
   function cancel(jobId: string, response: ServerResponse): void {
@@ -454,7 +462,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     url,
     setBehaviour(update) {
       for (const [key, value] of Object.entries(update)) {
-        if (value !== undefined || key === 'errorEvent') Object.assign(behaviour, { [key]: value });
+        if (value !== undefined || key === 'errorEvent' || key === 'resultJobId') Object.assign(behaviour, { [key]: value });
       }
     },
     setModelLoaded(air, loaded) {

@@ -86,7 +86,7 @@ def create_app(
         channel = EventChannel(asyncio.get_running_loop())
         queue.submit(job, channel)
         return StreamingResponse(
-            _stream(job.job_id, channel, queue), media_type="application/x-ndjson", headers=NDJSON_HEADERS
+            _stream(job, channel, queue), media_type="application/x-ndjson", headers=NDJSON_HEADERS
         )
 
     @app.delete("/v1/jobs/{job_id}", status_code=204)
@@ -128,10 +128,23 @@ def _check_servable(job: JobSpec, models: ModelRegistry) -> None:
             )
 
 
-async def _stream(job_id: str, channel: EventChannel, queue: JobQueue) -> AsyncIterator[bytes]:
+#: A job's stream says something at least this often: while it waits in the queue, fetches embeddings or loads
+#: its model there is no step to report, and the gateway takes a silent stream for a hung worker.
+HEARTBEAT_SECONDS = 5.0
+
+
+async def _stream(job: JobSpec, channel: EventChannel, queue: JobQueue) -> AsyncIterator[bytes]:
+    job_id = job.job_id
+    step = 0
     try:
         while True:
-            event = await channel.get()
+            try:
+                event = await asyncio.wait_for(channel.get(), timeout=HEARTBEAT_SECONDS)
+            except TimeoutError:
+                # The last step again: progress as a heartbeat (protocol v1 allows repeats).
+                event = events.progress(job_id, step, job.steps)
+            if event["event"] == "progress":
+                step = event["step"]
             yield events.ndjson_line(event)
             if event["event"] in events.FINAL_EVENTS:
                 return

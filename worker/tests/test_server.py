@@ -25,6 +25,7 @@ from worker_support import (
     wait_until,
 )
 
+from clipgate_worker import server
 from clipgate_worker.errors import Cancelled
 from clipgate_worker.models import ModelRegistry
 from clipgate_worker.settings import ModelSource
@@ -245,3 +246,21 @@ def test_unknown_endpoints_answer_in_the_error_shape(start_worker: StartWorker, 
     assert response.status_code == 404 and response.json()["error"]["code"] == "notFound"
     response = client.http.put("/v1/jobs")
     assert response.status_code == 405 and response.json()["error"]["code"] == "methodNotAllowed"
+
+
+def test_a_stream_says_something_while_its_job_waits(start_worker: StartWorker, stand_in_models: StandInModels, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A queued job (or one fetching embeddings, or loading its model) has no step to report: the stream sends
+    its last progress again as a heartbeat, so the gateway can tell a waiting worker from a hung one."""
+    monkeypatch.setattr(server, "HEARTBEAT_SECONDS", 0.2)
+    gate = threading.Event()
+    models, _ = stand_in_models(gate=gate)
+    client, _ = start_worker(models, queue_max=1)
+    with client.open(job_body(jobId="running")) as (_, first):
+        assert next(first)["event"] == "accepted"
+        with client.open(job_body(jobId="waiting", steps=7)) as (_, second):
+            assert next(second)["event"] == "accepted"
+            heartbeats = [next(second), next(second)]
+            assert heartbeats == [{"event": "progress", "jobId": "waiting", "step": 0, "steps": 7}] * 2
+            gate.set()
+            assert list(second)[-1]["event"] == "result"
+        assert list(first)[-1]["event"] == "result"
