@@ -107,7 +107,13 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   );
   // The task routes authorize inside: Runware's payload auth puts the key in the body.
   app.decorateRequest('principal', undefined);
-  await app.register(taskRoutes, { service, keys, drain, maxTasksPerRequest: config.limits.maxTasksPerRequest });
+  await app.register(taskRoutes, {
+    service,
+    keys,
+    drain,
+    maxTasksPerRequest: config.limits.maxTasksPerRequest,
+    inlineOutputMaxMegapixels: config.limits.inlineOutputMaxMegapixels,
+  });
   const sessions = dependencies.sessions ?? createSessionHub({ store: createMemorySessionStore(sessionTiming(config)), ...hubTiming(config), logger: app.log });
   if (!dependencies.sessions) app.addHook('onClose', () => sessions.close());
   await app.register(webSocketRoutes, {

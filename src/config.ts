@@ -62,6 +62,7 @@ const environmentSchema = z.object({
   MAX_TASKS_PER_REQUEST: positiveInt(100, 10_000),
   MAX_EMBEDDINGS_PER_TASK: positiveInt(10, MAX_EMBEDDINGS_CEILING),
   BODY_LIMIT_BYTES: positiveInt(2 * 1024 * 1024, 256 * 1024 * 1024),
+  INLINE_OUTPUT_MAX_MEGAPIXELS: positiveInt(64, 100),
   DRAIN_GRACE_MS: positiveInt(25_000, 3_600_000),
   HTTP_HEADERS_TIMEOUT_MS: positiveInt(10_000, 600_000),
   HTTP_REQUEST_TIMEOUT_MS: positiveInt(30_000, 3_600_000),
@@ -113,6 +114,8 @@ export interface Config {
     readonly maxTasksPerRequest: number;
     readonly maxEmbeddingsPerTask: number;
     readonly bodyLimitBytes: number;
+    /** Inline images (base64Data, dataURI) one REST answer may carry, in megapixels over all its tasks. */
+    readonly inlineOutputMaxMegapixels: number;
   };
   /** After SIGTERM, how long work in flight may run on before it is stopped and answered retryably. */
   readonly drainGraceMs: number;
@@ -201,6 +204,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,
       maxEmbeddingsPerTask: values.MAX_EMBEDDINGS_PER_TASK,
       bodyLimitBytes: values.BODY_LIMIT_BYTES,
+      inlineOutputMaxMegapixels: values.INLINE_OUTPUT_MAX_MEGAPIXELS,
     },
     drainGraceMs: values.DRAIN_GRACE_MS,
     http: {

@@ -141,6 +141,12 @@ export const errorCatalogue = {
     retryable: false,
     description: 'A task with this `taskUUID` is still being answered on another live WebSocket of the same key.',
   },
+  inlineOutputTooLarge: {
+    status: 400,
+    retryable: false,
+    description:
+      'The request asks for more inline images (base64Data, dataURI) than one answer carries: INLINE_OUTPUT_MAX_MEGAPIXELS over its tasks; use outputType URL, or fewer tasks per request.',
+  },
   unsupportedFeature: {
     status: 400,
     retryable: false,

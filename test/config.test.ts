@@ -53,6 +53,7 @@ describe('loadConfig', () => {
       MAX_TASKS_PER_REQUEST: '5',
       MAX_EMBEDDINGS_PER_TASK: '4',
       BODY_LIMIT_BYTES: '65536',
+      INLINE_OUTPUT_MAX_MEGAPIXELS: '16',
       REDIS_URL: 'redis://cache.internal:6379/2',
       CIVITAI_BASE_URL: 'http://registry.internal:8000/',
       CIVITAI_TOKEN: 'civitai-token',
@@ -115,7 +116,7 @@ describe('loadConfig', () => {
       imageStoreDir: '/var/lib/clipgate/images',
       imageTtlSeconds: 600,
       costPerMegapixelStep: 0.5,
-      limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536 },
+      limits: { maxTasksPerRequest: 5, maxEmbeddingsPerTask: 4, bodyLimitBytes: 65536, inlineOutputMaxMegapixels: 16 },
       drainGraceMs: 9000,
       // The headers' deadline never beyond the whole request's.
       http: { headersTimeoutMs: 20_000, requestTimeoutMs: 20_000, keepAliveTimeoutMs: 65_000, maxConnectionsPerIp: 50 },

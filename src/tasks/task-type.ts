@@ -26,6 +26,11 @@ export interface TaskContext {
   /** The WebSocket session the answers go to, for the authentication answer; absent over REST. */
   readonly connectionSessionUUID?: string;
   /**
+   * The most megapixels of inline images (base64Data, dataURI) the answer may carry, over all its tasks; absent:
+   * no bound (a WebSocket sends each image in a frame of its own).
+   */
+  readonly inlineMegapixels?: number;
+  /**
    * Asked, for the tasks that do work (types that need a principal) and only after the service's own checks,
    * whether each runs; absent: all run.
    */

@@ -389,3 +389,36 @@ describe('workers that misbehave', () => {
     expect(pooled.breaker.state()).toBe('closed');
   });
 });
+
+describe('answers too large to build', () => {
+  it('answers 100 tasks × 3 inline images of 2 MiB without a 500: what no job can need is refused per task', async () => {
+    const [worker] = await fleet(1, { maxConcurrency: 8 });
+    worker!.setBehaviour({ pngBytes: 2 * 1024 * 1024 });
+    // Health polled slowly: the fake worker shares this process, busy making megabytes, and must not look down.
+    const { app } = await gateway([worker!], { BREAKER_FAILURE_THRESHOLD: '1000', DISPATCH_MAX_ATTEMPTS: '1', QUEUE_MAX: '1000', TASK_TIMEOUT_MS: '60000', WORKER_HEALTH_INTERVAL_MS: '5000' });
+    const { status, body } = await post(app, Array.from({ length: 100 }, () => task({ numberResults: 3, outputType: 'base64Data', outputFormat: 'PNG' })));
+    // 81 tasks fit the 64 megapixels of inline images an answer carries; their workers' results are far larger
+    // than 3 PNGs of 512² can be, so each fails on its own; the 19 beyond the budget never reach a GPU.
+    expect(status).toBe(400);
+    const codes = body.errors.map((error) => error.code);
+    expect(codes).toHaveLength(100);
+    expect(codes.filter((code) => code === 'workerFailed')).toHaveLength(81);
+    expect(codes.filter((code) => code === 'inlineOutputTooLarge')).toHaveLength(19);
+    expect(worker!.stats.jobs()).toBe(81);
+  }, 60_000);
+
+  it('refuses, before any GPU time, the tasks that would take one answer past its inline images budget', async () => {
+    const [worker] = await fleet(1);
+    const { app } = await gateway([worker!], { INLINE_OUTPUT_MAX_MEGAPIXELS: '2' });
+    const tasks = Array.from({ length: 10 }, () => task({ outputType: 'base64Data' }));
+    const byUrl = task({ numberResults: 20, width: 1024, height: 1024 });
+    const { status, body } = await post(app, [...tasks, byUrl]);
+    expect(status).toBe(200);
+    // 512² is 0.26 megapixels: seven fit in 2.
+    expect(body.data.filter((image) => image.imageBase64Data)).toHaveLength(7);
+    expect(body.errors.map((error) => [error.code, error.taskUUID])).toEqual(tasks.slice(7).map((sent) => ['inlineOutputTooLarge', sent['taskUUID']]));
+    // Images by URL are not in the answer: they count for nothing.
+    expect(body.data.filter((image) => image.taskUUID === byUrl['taskUUID'])).toHaveLength(20);
+    expect(worker!.stats.jobs()).toBe(8);
+  });
+});

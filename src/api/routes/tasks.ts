@@ -16,6 +16,8 @@ export interface TaskRouteOptions {
   readonly keys: ApiKeys;
   readonly drain: Drain;
   readonly maxTasksPerRequest: number;
+  /** The one answer's inline images, in megapixels: a JSON text of them must stay far below what V8 holds. */
+  readonly inlineOutputMaxMegapixels: number;
 }
 
 const routeDescription = [
@@ -58,7 +60,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
     const collector = new TaskResponseCollector();
     const release = options.drain.track(cancellation);
     try {
-      await service.run(tasks, { principal, cancellation }, collector);
+      await service.run(tasks, { principal, cancellation, inlineMegapixels: options.inlineOutputMaxMegapixels }, collector);
     } finally {
       release();
     }

@@ -1,4 +1,6 @@
 import type { Dispatcher } from '../../contracts/dispatcher.js';
+import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
+import { createError, type ApiError, type ErrorDetails } from '../../errors.js';
 import type { ModelResolver } from '../../contracts/model-resolver.js';
 import type { TaskType } from '../task-type.js';
 import type { RuleLimits } from './model-rules.js';
@@ -21,12 +23,23 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
     async run(tasks, context, sink) {
       const verdicts = await validateImageInferenceTasks(tasks, dependencies);
       const running: Promise<void>[] = [];
+      let inlineLeft = context.inlineMegapixels;
       for (const verdict of verdicts) {
         if (verdict.warnings.length > 0) sink.warnings(verdict.index, verdict.warnings);
         if (!verdict.valid) {
           sink.errors(verdict.index, verdict.errors);
           sink.end(verdict.index);
           continue;
+        }
+        // One answer carries every inline image of its request: refused before any GPU time, not after.
+        if (inlineLeft !== undefined && verdict.valid.task.outputType !== 'URL') {
+          const megapixels = inlineMegapixelsOf(verdict.valid.task);
+          if (megapixels > inlineLeft) {
+            sink.errors(verdict.index, [inlineOutputTooLarge(megapixels, context.inlineMegapixels ?? 0, verdict.details)]);
+            sink.end(verdict.index);
+            continue;
+          }
+          inlineLeft -= megapixels;
         }
         const index = verdict.index;
         running.push(
@@ -41,4 +54,16 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
       else if (running.length > 1) await Promise.all(running);
     },
   };
+}
+
+function inlineMegapixelsOf(task: ImageInferenceTask): number {
+  return (task.numberResults * task.width * task.height) / 1e6;
+}
+
+function inlineOutputTooLarge(megapixels: number, budget: number, details: ErrorDetails): ApiError {
+  return createError(
+    'inlineOutputTooLarge',
+    `This task's ${megapixels.toFixed(1)} megapixels of inline images would take the answer past the ${budget} megapixels of inline images one answer carries (INLINE_OUTPUT_MAX_MEGAPIXELS), with the tasks before it. Ask for outputType "URL", or send fewer tasks per request.`,
+    { ...details, parameter: 'outputType', allowed: ['URL'] },
+  );
 }
