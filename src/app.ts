@@ -102,7 +102,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
 
   const keys = createApiKeys(config.apiKeys);
   const service = createTaskService(
-    createTaskTypes({ keys, resolver: dependencies.resolver, dispatcher: dependencies.dispatcher, limits: config.limits }),
+    createTaskTypes({ keys, resolver: dependencies.resolver, dispatcher: dependencies.dispatcher, limits: config.limits, lookupsPerRequest: config.registryLimits.lookupsPerRequest }),
     keys,
   );
   // The task routes authorize inside: Runware's payload auth puts the key in the body.

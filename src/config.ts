@@ -32,6 +32,10 @@ const environmentSchema = z.object({
     .default('https://civitai.com'),
   CIVITAI_TOKEN: z.string().min(1).optional(),
   REGISTRY_TIMEOUT_MS: positiveInt(10_000, 120_000),
+  REGISTRY_LOOKUP_DEADLINE_MS: positiveInt(15_000, 600_000),
+  REGISTRY_CONCURRENCY: positiveInt(8, 256),
+  REGISTRY_CONCURRENCY_PER_KEY: positiveInt(4, 256),
+  REGISTRY_LOOKUPS_PER_REQUEST: positiveInt(16, 10_000),
   EMBEDDING_MAX_BYTES: positiveInt(16 * 1024 * 1024, 1024 * 1024 * 1024),
   MODEL_CACHE_TTL_SECONDS: positiveInt(3600, 30 * 86_400),
   MODEL_CACHE_STALE_SECONDS: positiveInt(86_400, 365 * 86_400),
@@ -88,6 +92,15 @@ export interface Config {
   readonly redisUrl: string | undefined;
   /** Undefined when the registry is switched off (CIVITAI_BASE_URL=off). */
   readonly registry: { readonly baseUrl: string; readonly token: string | undefined; readonly timeoutMs: number } | undefined;
+  readonly registryLimits: {
+    /** The longest a request waits for one cold lookup (registry and download); the lookup itself goes on. */
+    readonly lookupDeadlineMs: number;
+    /** Registry lookups (with downloads) this replica runs at once, and one API key of them. */
+    readonly concurrency: number;
+    readonly concurrencyPerKey: number;
+    /** Cold AIRs one request may send to the registry; the rest are deferred (retryable). */
+    readonly lookupsPerRequest: number;
+  };
   readonly embeddingMaxBytes: number;
   readonly modelCache: { readonly ttlSeconds: number; readonly staleSeconds: number; readonly negativeTtlSeconds: number };
   /** How workers and clients reach this gateway, for the URLs it hands out. */
@@ -178,6 +191,12 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       values.CIVITAI_BASE_URL === 'off'
         ? undefined
         : { baseUrl: values.CIVITAI_BASE_URL.replace(/\/+$/, ''), token: values.CIVITAI_TOKEN, timeoutMs: values.REGISTRY_TIMEOUT_MS },
+    registryLimits: {
+      lookupDeadlineMs: values.REGISTRY_LOOKUP_DEADLINE_MS,
+      concurrency: values.REGISTRY_CONCURRENCY,
+      concurrencyPerKey: Math.min(values.REGISTRY_CONCURRENCY_PER_KEY, values.REGISTRY_CONCURRENCY),
+      lookupsPerRequest: values.REGISTRY_LOOKUPS_PER_REQUEST,
+    },
     embeddingMaxBytes: values.EMBEDDING_MAX_BYTES,
     modelCache: {
       ttlSeconds: values.MODEL_CACHE_TTL_SECONDS,

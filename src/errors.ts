@@ -196,6 +196,12 @@ export const errorCatalogue = {
   },
 
   // Problems with the embedding a task names, found when it is resolved and inspected.
+  tooManyNewModels: {
+    status: 429,
+    retryable: true,
+    description:
+      'The request names more models the gateway has not looked up yet than one request may send to the registry (REGISTRY_LOOKUPS_PER_REQUEST); those it did look up are cached, so a retry gets further.',
+  },
   modelUnavailable: {
     status: 503,
     retryable: true,

@@ -42,6 +42,9 @@ export function entryFor(resolution: Resolution, now: number, times: CacheTimes)
       return lasting(errorCatalogue[resolution.code].retryable ? times.unavailableTtlMs : times.negativeTtlMs);
     case 'notFound':
       return lasting(times.negativeTtlMs);
+    case 'deferred':
+      // Never looked up, so never stored; a request that gets it asks again.
+      return lasting(0);
   }
 }
 

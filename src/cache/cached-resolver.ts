@@ -14,7 +14,8 @@ import { createSingleFlight } from './single-flight.js';
  * background; a source outage never replaces a stale record with an error.
  */
 
-export type ResolutionSource = (air: Air) => Promise<Resolution>;
+/** Looks one AIR up at the source, on behalf of `principal` (for fairness between clients). */
+export type ResolutionSource = (air: Air, principal: string | undefined) => Promise<Resolution>;
 
 export interface CachedResolverOptions {
   readonly source: ResolutionSource;
@@ -24,6 +25,11 @@ export interface CachedResolverOptions {
   readonly times: CacheTimes;
   /** How long to wait for another replica's fetch before fetching ourselves. */
   readonly peerWaitMs: number;
+  /**
+   * The longest a request waits for a lookup at the source: past it the request is answered `unavailable`
+   * (retryable) while the lookup goes on, and what it finds is cached for the retry.
+   */
+  readonly lookupDeadlineMs: number;
   readonly metrics: ResolutionMetrics;
   readonly clock: () => number;
   readonly logger: Pick<FastifyBaseLogger, 'warn'>;
@@ -33,10 +39,10 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
   const { cache, locks, metrics, clock } = options;
   const flights = createSingleFlight<Resolution>();
 
-  async function fromSource(air: Air): Promise<Resolution> {
+  async function fromSource(air: Air, principal: string | undefined): Promise<Resolution> {
     const started = clock();
     try {
-      return await options.source(air);
+      return await options.source(air, principal);
     } finally {
       metrics.sourceFetches++;
       metrics.sourceMillisTotal += clock() - started;
@@ -44,8 +50,8 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
   }
 
   /** Fetch and store; a stale record is kept, not overwritten, when the source is unavailable. */
-  async function fetchAndStore(air: Air, stale: CacheEntry | undefined): Promise<Resolution> {
-    const resolution = await fromSource(air);
+  async function fetchAndStore(air: Air, stale: CacheEntry | undefined, principal: string | undefined): Promise<Resolution> {
+    const resolution = await fromSource(air, principal);
     if (resolution.kind === 'unavailable' && stale?.resolution.kind === 'found') {
       // Remember the failed refresh briefly, so the outage is not asked again by every request.
       cache.rememberLocally(air.canonical, { ...stale, freshUntil: clock() + options.times.unavailableTtlMs });
@@ -53,6 +59,22 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
     }
     await cache.store(air.canonical, entryFor(resolution, clock(), options.times));
     return resolution;
+  }
+
+  /**
+   * A hung registry or a stalled download holds no request longer than the deadline: the request is answered
+   * unavailable (retryable), while the lookup goes on, keeps its single flight (a retry joins it rather than
+   * ask again) and caches what it finds.
+   */
+  function withinDeadline(lookup: Promise<Resolution>): Promise<Resolution> {
+    let timer: NodeJS.Timeout | undefined;
+    const overdue = new Promise<Resolution>((resolve) => {
+      timer = setTimeout(() => {
+        metrics.lookupsOverDeadline++;
+        resolve({ kind: 'unavailable', message: `its lookup at the registry has taken more than ${options.lookupDeadlineMs / 1000} s; it goes on, and what it finds is cached.` });
+      }, options.lookupDeadlineMs);
+    });
+    return Promise.race([lookup, overdue]).finally(() => clearTimeout(timer));
   }
 
   /** A shared entry this replica may use: never an outage marker in place of the stale record it holds. */
@@ -73,7 +95,7 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
     }
   }
 
-  async function fetchAcrossReplicas(air: Air, stale: CacheEntry | undefined): Promise<Resolution> {
+  async function fetchAcrossReplicas(air: Air, stale: CacheEntry | undefined, principal: string | undefined): Promise<Resolution> {
     const key = air.canonical;
     const lease = await acquire(key);
     if (lease === 'elsewhere') {
@@ -84,9 +106,9 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
         return entry.resolution;
       }
       // The other replica gave up or is very slow (its lock will expire): fetch ourselves.
-      return fetchAndStore(air, stale);
+      return fetchAndStore(air, stale, principal);
     }
-    if (lease === 'alone') return fetchAndStore(air, stale);
+    if (lease === 'alone') return fetchAndStore(air, stale, principal);
     try {
       // Double-checked: another replica may have stored the result between our MGET and our lock.
       const current = usable(await cache.readShared(key), stale);
@@ -94,7 +116,7 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
         cache.rememberLocally(key, current);
         return current.resolution;
       }
-      return await fetchAndStore(air, stale);
+      return await fetchAndStore(air, stale, principal);
     } finally {
       await lease.release();
       // Announced whatever happened: waiters read the result, or learn the lock is free and fetch.
@@ -102,8 +124,8 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
     }
   }
 
-  function shared(air: Air, stale: CacheEntry | undefined): Promise<Resolution> {
-    const flight = flights.run(air.canonical, () => fetchAcrossReplicas(air, stale));
+  function shared(air: Air, stale: CacheEntry | undefined, principal: string | undefined): Promise<Resolution> {
+    const flight = flights.run(air.canonical, () => fetchAcrossReplicas(air, stale, principal));
     if (flight.joined) metrics.coalescedLocal++;
     return flight.promise;
   }
@@ -124,7 +146,7 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
       return resolutions;
     },
 
-    async resolveMany(airs) {
+    async resolveMany(airs, context) {
       const entries = await cache.getMany(airs.map((air) => air.canonical));
       const resolutions = new Map<string, Resolution>();
       const misses: Air[] = [];
@@ -136,13 +158,28 @@ export function createCachedResolver(options: CachedResolverOptions): ModelResol
         } else if (entry && freshness === 'stale') {
           metrics.staleServed++;
           resolutions.set(air.canonical, entry.resolution);
-          shared(air, entry).catch((error: unknown) => options.logger.warn({ err: error, air: air.canonical }, 'background refresh failed'));
+          shared(air, entry, context?.principal).catch((error: unknown) => options.logger.warn({ err: error, air: air.canonical }, 'background refresh failed'));
         } else {
           metrics.misses++;
           misses.push(air);
         }
       }
-      const fetched = await Promise.all(misses.map((air) => shared(air, undefined)));
+      // A request looks up at most its share of cold AIRs (a lookup already under way costs it nothing);
+      // the rest wait for a retry, when those it did look up are cached.
+      const budget = context?.sourceLookups ?? Infinity;
+      let started = 0;
+      const fetched = await Promise.all(
+        misses.map((air): Promise<Resolution> => {
+          if (!flights.has(air.canonical)) {
+            if (started >= budget) {
+              metrics.lookupsDeferred++;
+              return Promise.resolve({ kind: 'deferred', budget });
+            }
+            started++;
+          }
+          return withinDeadline(shared(air, undefined, context?.principal));
+        }),
+      );
       misses.forEach((air, index) => {
         const resolution = fetched[index];
         if (resolution) resolutions.set(air.canonical, resolution);

@@ -18,6 +18,10 @@ export interface ResolutionMetrics {
   sourceMillisTotal: number;
   sourceFetches: number;
   redisErrors: number;
+  /** Cold AIRs a request did not look up, having spent its share (LookupContext.sourceLookups). */
+  lookupsDeferred: number;
+  /** Requests answered `unavailable` because a lookup took longer than its deadline (it went on). */
+  lookupsOverDeadline: number;
 }
 
 export function createResolutionMetrics(): ResolutionMetrics {
@@ -34,5 +38,7 @@ export function createResolutionMetrics(): ResolutionMetrics {
     sourceMillisTotal: 0,
     sourceFetches: 0,
     redisErrors: 0,
+    lookupsDeferred: 0,
+    lookupsOverDeadline: 0,
   };
 }

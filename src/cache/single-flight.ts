@@ -4,6 +4,8 @@
  */
 export interface SingleFlight<T> {
   run(key: string, work: () => Promise<T>): { readonly promise: Promise<T>; readonly joined: boolean };
+  /** Whether a call for `key` runs now (joining it would start nothing). */
+  has(key: string): boolean;
   readonly inFlight: number;
 }
 
@@ -16,6 +18,9 @@ export function createSingleFlight<T>(): SingleFlight<T> {
       const promise = work().finally(() => flights.delete(key));
       flights.set(key, promise);
       return { promise, joined: false };
+    },
+    has(key) {
+      return flights.has(key);
     },
     get inFlight() {
       return flights.size;

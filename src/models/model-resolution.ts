@@ -1,5 +1,5 @@
 import type { FastifyBaseLogger } from 'fastify';
-import pLimit from 'p-limit';
+import pLimit, { type LimitFunction } from 'p-limit';
 import type { Config } from '../config.js';
 import { createCachedResolver } from '../cache/cached-resolver.js';
 import { createModelCache } from '../cache/model-cache.js';
@@ -17,8 +17,6 @@ import type { ModelResolver } from '../contracts/model-resolver.js';
 /** Keys of every shared Redis entry start with this; bump the version when their shape changes. */
 export const REDIS_NAMESPACE = 'clipgate:v1';
 
-/** Registry lookups (with their downloads) one replica runs at once. */
-const REGISTRY_CONCURRENCY = 8;
 
 export interface ModelResolution {
   readonly resolver: ModelResolver;
@@ -67,10 +65,25 @@ export function createModelResolution(
         credentials: config.registry.token ? { origin: new URL(config.registry.baseUrl).origin, token: config.registry.token } : undefined,
       },
     });
-    // However many cold AIRs arrive at once, the registry sees a few requests at a time from this replica.
-    const limit = pLimit(REGISTRY_CONCURRENCY);
+    // However many cold AIRs arrive at once, the registry sees a few requests at a time from this replica, and
+    // one API key only its share of them: another client's first lookup does not queue behind a flood.
+    const limit = pLimit(config.registryLimits.concurrency);
+    const perKey = new Map<string, LimitFunction>();
+    const forKey = (principal: string) => {
+      let keyLimit = perKey.get(principal);
+      if (!keyLimit) perKey.set(principal, (keyLimit = pLimit(config.registryLimits.concurrencyPerKey)));
+      return keyLimit;
+    };
     registryResolver = createCachedResolver({
-      source: (air) => limit(() => fetchFromRegistry(air)),
+      source: (air, principal) => {
+        if (principal === undefined) return limit(() => fetchFromRegistry(air));
+        const keyLimit = forKey(principal);
+        return keyLimit(() => limit(() => fetchFromRegistry(air))).finally(() => {
+          // Idle limiters are dropped: the map holds the keys that are looking something up now.
+          if (keyLimit.activeCount === 0 && keyLimit.pendingCount === 0) perKey.delete(principal);
+        });
+      },
+      lookupDeadlineMs: config.registryLimits.lookupDeadlineMs,
       cache: createModelCache({ namespace: REDIS_NAMESPACE, redis, maxLocalEntries: 10_000, clock, metrics }),
       locks,
       times: {

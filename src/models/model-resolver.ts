@@ -8,11 +8,11 @@ import type { ModelResolver, Resolution } from '../contracts/model-resolver.js';
  */
 export function createModelResolver(catalogue: ModelResolver, registry: ModelResolver | undefined): ModelResolver {
   return {
-    async resolveMany(airs) {
+    async resolveMany(airs, context) {
       const known = await catalogue.resolveMany(airs);
       const needRegistry = registry ? airsForRegistry(airs, known) : [];
       if (!registry || needRegistry.length === 0) return known;
-      return merged(known, await registry.resolveMany(needRegistry));
+      return merged(known, await registry.resolveMany(needRegistry, context));
     },
     resolveFromMemory(airs) {
       const known = catalogue.resolveFromMemory?.(airs);

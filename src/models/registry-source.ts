@@ -1,6 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { ResolutionMetrics } from '../cache/resolution-metrics.js';
-import type { ResolutionSource } from '../cache/cached-resolver.js';
+import type { Air } from '../contracts/air.js';
+import type { Resolution } from '../contracts/model-resolver.js';
 import { EmbeddingRejected, EmbeddingUnavailable, ingestEmbedding, type IngestDependencies } from '../embeddings/ingest-embedding.js';
 import { RegistryUnavailableError, type CivitaiRegistry } from './civitai-registry.js';
 import type { ModelRecord } from '../contracts/model-record.js';
@@ -19,7 +20,7 @@ export interface RegistrySourceDependencies {
   readonly clock: () => number;
 }
 
-export function createRegistrySource(dependencies: RegistrySourceDependencies): ResolutionSource {
+export function createRegistrySource(dependencies: RegistrySourceDependencies): (air: Air) => Promise<Resolution> {
   const { registry, metrics } = dependencies;
   return async (air) => {
     // Civitai ids are numbers: anything else cannot exist there, and is not worth a registry call.

@@ -12,6 +12,7 @@ export interface TaskTypeDependencies {
   readonly resolver: ModelResolver;
   readonly dispatcher: Dispatcher;
   readonly limits: RuleLimits;
+  readonly lookupsPerRequest?: number;
 }
 
 /** The one registry of task types: a new type is a module of its own, added here. */

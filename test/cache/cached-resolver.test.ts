@@ -43,14 +43,14 @@ interface Replica {
 
 const openConnections: RedisConnection[] = [];
 
-function replica(url: string | undefined, source: ResolutionSource, namespace: string): Replica {
+function replica(url: string | undefined, source: ResolutionSource, namespace: string, lookupDeadlineMs = 60_000): Replica {
   const metrics = createResolutionMetrics();
   const clock = { now: Date.now() };
   const redis = url ? connectRedis(url, quiet) : undefined;
   if (redis) openConnections.push(redis);
   const cache = createModelCache({ namespace, redis, maxLocalEntries: 1000, clock: () => clock.now, metrics });
   const locks = redis ? createPeerLocks(redis, { namespace, lockTtlMs: 5000, recheckMs: 1000 }) : undefined;
-  const resolver = createCachedResolver({ source, cache, locks, times, peerWaitMs: 5000, metrics, clock: () => clock.now, logger: quiet });
+  const resolver = createCachedResolver({ source, cache, locks, times, peerWaitMs: 5000, lookupDeadlineMs, metrics, clock: () => clock.now, logger: quiet });
   return {
     resolve: async (text) => (await resolver.resolveMany([air(text)])).get(air(text).canonical),
     fromMemory: (text) => {
@@ -293,5 +293,37 @@ describe('cached resolver when Redis fails', () => {
     } finally {
       await ownServer.stop();
     }
+  });
+});
+
+describe('what one request may ask of the source', () => {
+  it('looks up at most its share of cold AIRs; the rest are deferred, and looked up by a retry', async () => {
+    const calls: string[] = [];
+    const source: ResolutionSource = async (air) => {
+      calls.push(air.canonical);
+      return { kind: 'notFound' };
+    };
+    const { metrics } = replica(undefined, source, nextNamespace());
+    const resolver = createCachedResolver({ source, cache: createModelCache({ namespace: nextNamespace(), redis: undefined, maxLocalEntries: 1000, clock: Date.now, metrics }), locks: undefined, times, peerWaitMs: 5000, lookupDeadlineMs: 60_000, metrics, clock: Date.now, logger: quiet });
+    const airs = Array.from({ length: 10 }, (_, index) => air(`civitai:${index + 1}@1`));
+    const first = await resolver.resolveMany(airs, { sourceLookups: 4 });
+    expect(calls).toHaveLength(4);
+    expect([...first.values()].filter((resolution) => resolution.kind === 'deferred')).toHaveLength(6);
+    const second = await resolver.resolveMany(airs, { sourceLookups: 4 });
+    expect(calls).toHaveLength(8);
+    expect([...second.values()].filter((resolution) => resolution.kind === 'deferred')).toHaveLength(2);
+    expect(metrics.lookupsDeferred).toBe(8);
+  });
+
+  it('answers within the lookup deadline while a lookup hangs, and caches what the lookup finds later', async () => {
+    let finish: (resolution: Resolution) => void = () => undefined;
+    const source: ResolutionSource = () => new Promise((resolve) => (finish = resolve));
+    const { resolve, metrics } = replica(undefined, source, nextNamespace(), 200);
+    const started = Date.now();
+    expect(await resolve('civitai:5@5')).toMatchObject({ kind: 'unavailable', message: expect.stringContaining('more than 0.2 s') });
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(metrics.lookupsOverDeadline).toBe(1);
+    finish({ kind: 'notFound' });
+    await until(async () => (await resolve('civitai:5@5'))?.kind === 'notFound');
   });
 });

@@ -256,6 +256,59 @@ describe('dedupe and the shared cache', () => {
   });
 });
 
+describe('one client cannot starve the others', () => {
+  it('sends at most REGISTRY_LOOKUPS_PER_REQUEST cold AIRs of a request to the registry; the rest are deferred, retryably', async () => {
+    const { app } = await gateway({ REGISTRY_LOOKUPS_PER_REQUEST: '16' });
+    const before = registry.calls.versionLookups();
+    // The probe's request: 100 tasks × 10 models nobody has asked about.
+    const tasks = Array.from({ length: 100 }, (_, taskIndex) => task(Array.from({ length: 10 }, (_, index) => ({ model: `civitai:${800_000 + taskIndex * 10 + index}@${800_000 + taskIndex * 10 + index}` }))));
+    const { body } = await post(app, tasks);
+    expect(registry.calls.versionLookups() - before).toBe(16);
+    const deferred = body.errors.filter((error) => error.code === 'tooManyNewModels');
+    expect(deferred.length).toBeGreaterThan(0);
+    expect(deferred[0]).toMatchObject({ retryable: true, retryAfter: 1 });
+  });
+
+  it('keeps another key’s first lookup fast while one key floods the registry', async () => {
+    const flooder = 'flooding-key-0123456789';
+    const other = 'patient-key-0123456789';
+    const { app } = await gateway({ API_KEYS: `${flooder},${other}`, REGISTRY_LOOKUPS_PER_REQUEST: '200', REGISTRY_CONCURRENCY: '8', REGISTRY_CONCURRENCY_PER_KEY: '4' });
+    registry.setBehaviour({ latencyMs: 150 });
+    try {
+      const flood = app.inject({
+        method: 'POST',
+        url: '/v1/tasks',
+        headers: { 'content-type': 'application/json', authorization: `Bearer ${flooder}` },
+        payload: JSON.stringify(Array.from({ length: 20 }, (_, taskIndex) => task(Array.from({ length: 10 }, (_, index) => ({ model: `civitai:${700_000 + taskIndex * 10 + index}@${700_000 + taskIndex * 10 + index}` }))))),
+      });
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const embedding = publish(kohyaSafetensorsFile(randomVectors(2, 768, 77), 2, 768));
+      const started = Date.now();
+      const answer = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json', authorization: `Bearer ${other}` }, payload: JSON.stringify([task([{ model: embedding }])]) });
+      // 200 lookups of 150 ms, 4 at a time, would hold a queue behind them for 7.5 s; the other key waits for one.
+      expect(Date.now() - started).toBeLessThan(2000);
+      expect(answer.json().errors[0].code).toBe('noAvailableWorker');
+      await flood;
+    } finally {
+      registry.setBehaviour({ latencyMs: 0 });
+    }
+  }, 30_000);
+
+  it('answers within REGISTRY_LOOKUP_DEADLINE_MS while the registry hangs', async () => {
+    const { app } = await gateway({ REGISTRY_LOOKUP_DEADLINE_MS: '500', REGISTRY_TIMEOUT_MS: '10000' });
+    registry.setBehaviour({ hang: true });
+    try {
+      const started = Date.now();
+      const { status, body } = await post(app, [task([{ model: 'civitai:654321@654321' }])]);
+      expect(Date.now() - started).toBeLessThan(3000);
+      expect(status).toBe(503);
+      expect(body.errors[0]).toMatchObject({ code: 'modelUnavailable', retryable: true, message: expect.stringContaining('more than 0.5 s') });
+    } finally {
+      registry.setBehaviour({ hang: false });
+    }
+  });
+});
+
 describe('bounds and odd inputs', () => {
   it('resolves no more embeddings of a task than it may carry', async () => {
     const { app } = await gateway({ MAX_EMBEDDINGS_PER_TASK: '3' });

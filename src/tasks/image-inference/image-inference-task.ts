@@ -10,6 +10,8 @@ export interface ImageInferenceDependencies {
   readonly resolver: ModelResolver;
   readonly dispatcher: Dispatcher;
   readonly limits: RuleLimits;
+  /** Cold AIRs one request may send to the registry (REGISTRY_LOOKUPS_PER_REQUEST). */
+  readonly lookupsPerRequest?: number;
 }
 
 /**
@@ -21,7 +23,8 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
     taskType: 'imageInference',
     needsPrincipal: true,
     async run(tasks, context, sink) {
-      const verdicts = await validateImageInferenceTasks(tasks, dependencies);
+      const lookups = { ...(context.principal && { principal: context.principal.id }), ...(dependencies.lookupsPerRequest !== undefined && { sourceLookups: dependencies.lookupsPerRequest }) };
+      const verdicts = await validateImageInferenceTasks(tasks, dependencies, { lookups });
       const running: Promise<void>[] = [];
       let inlineLeft = context.inlineMegapixels;
       for (const verdict of verdicts) {

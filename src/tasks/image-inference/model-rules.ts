@@ -146,6 +146,12 @@ function unresolvedError(air: Air, resolution: Resolution | undefined, details: 
       return createError(resolution.code, `"${air.canonical}": ${resolution.message}`, details);
     case 'unavailable':
       return createError('modelUnavailable', `"${air.canonical}" could not be looked up: ${resolution.message} Retry later.`, details);
+    case 'deferred':
+      return createError(
+        'tooManyNewModels',
+        `"${air.canonical}" was not looked up: this request names more models the gateway has not seen than the ${resolution.budget} one request may send to the registry. Those were looked up and are cached now; retry for the rest.`,
+        { ...details, retryAfter: 1 },
+      );
     default:
       return createError(
         'unknownModel',

@@ -1,7 +1,7 @@
 import { createWarning, type ApiError, type ApiWarning, type ErrorDetails } from '../../errors.js';
 import type { Air } from '../../contracts/air.js';
 import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
-import type { ModelResolver, Resolution } from '../../contracts/model-resolver.js';
+import type { LookupContext, ModelResolver, Resolution } from '../../contracts/model-resolver.js';
 import { MAX_LORAS_PER_TASK, OUTPUT_QUALITY } from '../../contracts/task-limits.js';
 import type { ValidatedTask } from '../../contracts/validated-task.js';
 import type { IncomingTask } from '../task-type.js';
@@ -34,6 +34,11 @@ export interface ValidationDependencies {
   readonly limits: RuleLimits;
 }
 
+export interface ValidationContext {
+  /** Who asks, and how many cold AIRs the request may send to the registry. */
+  readonly lookups?: LookupContext;
+}
+
 interface Inspection {
   readonly index: number;
   readonly details: ErrorDetails;
@@ -43,7 +48,11 @@ interface Inspection {
   readonly use: ModelUse;
 }
 
-export async function validateImageInferenceTasks(tasks: readonly IncomingTask[], dependencies: ValidationDependencies): Promise<TaskVerdict[]> {
+export async function validateImageInferenceTasks(
+  tasks: readonly IncomingTask[],
+  dependencies: ValidationDependencies,
+  context: ValidationContext = {},
+): Promise<TaskVerdict[]> {
   const inspections = tasks.map((task) => inspectStructure(task, dependencies.limits));
 
   const airs = new Map<string, Air>();
@@ -55,7 +64,7 @@ export async function validateImageInferenceTasks(tasks: readonly IncomingTask[]
   const list = [...airs.values()];
   // A warm request is answered from memory without a promise; anything else takes the full path.
   const resolutions: ReadonlyMap<string, Resolution> =
-    list.length === 0 ? new Map() : (dependencies.resolver.resolveFromMemory?.(list) ?? (await dependencies.resolver.resolveMany(list)));
+    list.length === 0 ? new Map() : (dependencies.resolver.resolveFromMemory?.(list) ?? (await dependencies.resolver.resolveMany(list, context.lookups)));
 
   return inspections.map((inspection) => {
     const outcome = checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details);
