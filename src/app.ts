@@ -3,6 +3,8 @@ import { serializerCompiler, validatorCompiler } from 'fastify-type-provider-zod
 import { installBearerAuth } from './api/auth.js';
 import { answerClientError } from './api/client-errors.js';
 import { limitConnectionsPerAddress } from './api/connection-limit.js';
+import { collectAllowedMethods } from './api/allowed-methods.js';
+import { decodeRequestBodies } from './api/content-encoding.js';
 import { installErrorHandling } from './api/error-handler.js';
 import { sendError } from './api/send-error.js';
 import { parseJsonBody } from './api/json-body.js';
@@ -84,6 +86,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
     done(null, payload);
   });
 
+  decodeRequestBodies(app);
   // JSON only: Fastify's text/plain parser would let a string body through as if it were a task list.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
@@ -94,11 +97,13 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
     }
   });
 
-  installErrorHandling(app, config.limits);
+  const allowedMethods = collectAllowedMethods(app);
+  installErrorHandling(app, config.limits, allowedMethods);
   await registerOpenApi(app);
   await app.register(healthRoutes, { readiness });
-  if (dependencies.contentStore) await app.register(embeddingFileRoutes, { store: dependencies.contentStore });
-  if (dependencies.imageStore) await app.register(imageRoutes, { store: dependencies.imageStore });
+  // Registered with or without their stores, so the document and the routes are the same in every gateway.
+  await app.register(embeddingFileRoutes, { store: dependencies.contentStore });
+  await app.register(imageRoutes, { store: dependencies.imageStore });
 
   const keys = createApiKeys(config.apiKeys);
   const service = createTaskService(

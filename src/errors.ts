@@ -79,6 +79,11 @@ export const errorCatalogue = {
     retryable: false,
     description: 'No endpoint answers this method and path.',
   },
+  methodNotAllowed: {
+    status: 405,
+    retryable: false,
+    description: 'The path exists but does not answer this method; `Allow` lists the ones it does.',
+  },
   modelNotFound: {
     status: 404,
     retryable: false,

@@ -8,7 +8,7 @@ import { sendError } from './send-error.js';
  * their catalogue code; anything else is an internalError whose details stay in the log, never in the
  * response.
  */
-export function installErrorHandling(app: FastifyInstance, limits: { bodyLimitBytes: number }): void {
+export function installErrorHandling(app: FastifyInstance, limits: { bodyLimitBytes: number }, allowedMethods: (path: string) => string[]): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     const apiError = toApiError(error, limits);
     const status = statusOf(apiError.code);
@@ -17,9 +17,15 @@ export function installErrorHandling(app: FastifyInstance, limits: { bodyLimitBy
     return sendError(reply, apiError);
   });
 
-  app.setNotFoundHandler((request, reply) =>
-    sendError(reply, createError('routeNotFound', `No endpoint answers ${request.method} ${request.url.split('?')[0]}. Tasks go to POST /v1/tasks; the API is described at /docs.`)),
-  );
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '/';
+    const allowed = allowedMethods(path);
+    if (allowed.length > 0) {
+      reply.header('allow', allowed.join(', '));
+      return sendError(reply, createError('methodNotAllowed', `${path} answers ${allowed.join(', ')}, not ${request.method}.`, { allowed }));
+    }
+    return sendError(reply, createError('routeNotFound', `No endpoint answers ${request.method} ${path}. Tasks go to POST /v1/tasks; the API is described at /docs.`));
+  });
 }
 
 function toApiError(error: FastifyError, limits: { bodyLimitBytes: number }): ApiError {

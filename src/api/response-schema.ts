@@ -83,3 +83,12 @@ export const taskResponseSchema = z
     id: 'TaskResponse',
     description: 'Members are present only when they hold something, as in Runware\'s answers.',
   });
+
+/** The body of an error answer of a route that is not the task route: the same shape. */
+export const errorBody = taskResponseSchema;
+
+/** A binary answer, in the media types the route serves (the bytes are sent as they are, not serialized). */
+export function fileBody(mediaTypes: readonly string[], description: string) {
+  const schema = z.string().meta({ format: 'binary' });
+  return { description, content: Object.fromEntries(mediaTypes.map((type) => [type, { schema }])) };
+}

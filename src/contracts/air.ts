@@ -19,12 +19,19 @@ export interface Air {
   readonly typeHint?: string;
 }
 
-const SOURCE = '[a-z][a-z0-9_-]{0,31}';
-const PART = '[A-Za-z0-9][A-Za-z0-9._-]{0,127}';
-const shortForm = new RegExp(`^(${SOURCE}):(${PART})@(${PART})$`, 'i');
-const urnForm = new RegExp(`^urn:air:(${PART}):(${PART}):(${SOURCE}):(${PART})@(${PART})$`, 'i');
 
 export const AIR_MAX_LENGTH = 300;
+
+/**
+ * Both forms as one JSON-Schema pattern — what the OpenAPI document and its clients check — built from the
+ * same parts parseAir matches with: no flags (JSON Schema has none, and a case-insensitive flag would also
+ * fold letters such as "ſ" into ASCII), both cases spelled out, surrounding blanks taken as parseAir trims them.
+ */
+const sourcePattern = '[A-Za-z][A-Za-z0-9_-]{0,31}';
+const partPattern = '[A-Za-z0-9][A-Za-z0-9._-]{0,127}';
+const shortForm = new RegExp(`^(${sourcePattern}):(${partPattern})@(${partPattern})$`);
+const urnForm = new RegExp(`^[Uu][Rr][Nn]:[Aa][Ii][Rr]:(${partPattern}):(${partPattern}):(${sourcePattern}):(${partPattern})@(${partPattern})$`);
+export const AIR_PATTERN = `^\\s*(?:${sourcePattern}:${partPattern}@${partPattern}|[Uu][Rr][Nn]:[Aa][Ii][Rr]:${partPattern}:${partPattern}:${sourcePattern}:${partPattern}@${partPattern})\\s*$`;
 
 export const airFormatHint =
   'an AIR such as "civitai:118418@134583" or "urn:air:sdxl:embedding:civitai:118418@134583" (source:id@version)';

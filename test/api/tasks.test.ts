@@ -150,7 +150,7 @@ describe('bad request bodies', () => {
 
   it('answers an unknown route in the error shape', async () => {
     const app = await buildTestApp();
-    const response = await app.inject({ method: 'GET', url: '/v1/tasks', headers: authorized });
+    const response = await app.inject({ method: 'GET', url: '/v1/taskz', headers: authorized });
     expect(response.statusCode).toBe(404);
     expect(response.json().errors[0]).toMatchObject({ code: 'routeNotFound' });
   });

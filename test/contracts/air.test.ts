@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseAir } from '../../src/contracts/air.js';
+import { AIR_PATTERN, parseAir } from '../../src/contracts/air.js';
 
 describe('parseAir', () => {
   it.each([
@@ -40,5 +40,23 @@ describe('parseAir', () => {
     expect(first?.canonical).toBe('civitai:4384@128713');
     expect(parseAir('civitai:4384')).toBeUndefined();
     expect(parseAir('civitai:4384')).toBeUndefined();
+  });
+});
+
+describe('the AIR pattern of the OpenAPI document', () => {
+  it('accepts exactly what parseAir accepts, on generated and odd strings', () => {
+    const pattern = new RegExp(AIR_PATTERN);
+    const pieces = ['civitai', 'CivitAI', 'urn', 'air', 'sdxl', 'lora', '118418', '134583', 'v4.1-pro', '_x', '-x', '.x', 'ſ', 'K', 'é', ':', '@', ' ', '\t', '', 'a'.repeat(129)];
+    let seed = 7;
+    const next = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed;
+    };
+    const samples = ['civitai:118418@134583', ' civitai:1@1 ', 'urn:air:sdxl:embedding:civitai:118418@134583', 'URN:AIR:sdxl:lora:civitai:1@2', 'ſivitai:1@1', 'civitai:1@1\n'];
+    for (let index = 0; index < 5000; index++) {
+      const parts = Array.from({ length: 1 + (next() % 9) }, () => pieces[next() % pieces.length]);
+      samples.push(parts.join(''));
+    }
+    for (const sample of samples) expect(pattern.test(sample), JSON.stringify(sample)).toBe(parseAir(sample) !== undefined);
   });
 });

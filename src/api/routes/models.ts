@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { createError } from '../../errors.js';
-import { airFormatHint, parseAir } from '../../contracts/air.js';
+import { AIR_MAX_LENGTH, AIR_PATTERN, airFormatHint, parseAir } from '../../contracts/air.js';
 import { acceptsEmbeddings, families } from '../../contracts/families.js';
 import { embeddingFileFormats, modelTypes, type ModelRecord } from '../../contracts/model-record.js';
 import type { ModelResolver } from '../../contracts/model-resolver.js';
@@ -46,8 +46,12 @@ export async function modelRoutes(app: FastifyInstance, options: { resolver: Mod
         tags: ['models'],
         summary: 'Look up a model by AIR',
         security: [{ bearerAuth: [] }],
-        params: z.object({ air: z.string().meta({ description: 'AIR, e.g. civitai:7808@9208 (URL-encoded or not)' }) }),
-        response: { 200: modelRecordSchema, 400: taskResponseSchema, 404: taskResponseSchema, 422: taskResponseSchema, 503: taskResponseSchema },
+        // Documented, and checked by parseAir below (with the invalidAir answer).
+        params: z.object({ air: z.string().meta({ description: 'AIR, e.g. civitai:7808@9208 (URL-encoded or not)', pattern: AIR_PATTERN, maxLength: AIR_MAX_LENGTH }) }),
+        response: {
+          200: modelRecordSchema,
+          ...Object.fromEntries([400, 401, 404, 422, 500, 502, 503].map((status) => [status, taskResponseSchema])),
+        },
       },
     },
     async (request, reply) => {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { airFormatHint, parseAir, type Air, AIR_MAX_LENGTH } from '../../contracts/air.js';
+import { airFormatHint, parseAir, type Air, AIR_MAX_LENGTH, AIR_PATTERN } from '../../contracts/air.js';
 import { deliveryMethods, outputFormats, outputTypes, type ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import { seedSchema } from '../../contracts/seed.js';
 import {
@@ -26,6 +26,8 @@ export { MAX_EMBEDDINGS_CEILING, MAX_LORAS_PER_TASK };
 export const airSchema = z
   .string()
   .max(AIR_MAX_LENGTH)
+  // For the document only: parseAir, below, is the check (with its own message and code, invalidAir).
+  .meta({ pattern: AIR_PATTERN })
   .transform((text, context): Air => {
     const air = parseAir(text);
     if (!air) {

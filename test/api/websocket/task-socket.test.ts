@@ -305,7 +305,8 @@ describe('limits and bad frames', () => {
     const session = await reader.authenticate(KEY);
     // Stop reading: the kernel buffers fill, then the gateway's send buffer.
     reader.socket.pause();
-    const sent = Array.from({ length: 40 }, () => task({ outputType: 'base64Data', outputFormat: 'PNG' }));
+    // 1024² so that a 2.7 MB PNG is within what such an image can take (a smaller task's would be refused as oversized).
+    const sent = Array.from({ length: 40 }, () => task({ width: 1024, height: 1024, outputType: 'base64Data', outputFormat: 'PNG' }));
     reader.send(sent);
     await until(() => worker.stats.completed() >= 40, 60_000);
     // Behind for longer than WS_SLOW_READER_TIMEOUT_MS: cut off.
