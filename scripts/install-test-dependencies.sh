@@ -5,6 +5,7 @@
 #    pipelines in process and download no model).
 #  - test/integration/clients/python/.venv-*: Runware's published Python clients, one environment each (both
 #    install a module named `runware`), for the tests that point them at clipgate.
+#  - test/reliability/.venv: schemathesis, which the reliability suite runs against the committed OpenAPI document.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,3 +34,9 @@ for client in runware runware-sdk; do
   "$clients/.venv-$client/bin/python" -m pip install -q --disable-pip-version-check -r "$clients/requirements-$client.txt"
 done
 echo "Runware Python clients: $("$clients/.venv-runware/bin/python" -m pip show runware | sed -n 's/^Version: //p') (runware), $("$clients/.venv-runware-sdk/bin/python" -m pip show runware-sdk | sed -n 's/^Version: //p') (runware-sdk)"
+
+if [ ! -x test/reliability/.venv/bin/python ]; then
+  python3 -m venv test/reliability/.venv
+fi
+test/reliability/.venv/bin/python -m pip install -q --disable-pip-version-check -r test/reliability/schemathesis/requirements.txt
+test/reliability/.venv/bin/schemathesis --version

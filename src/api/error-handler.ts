@@ -1,4 +1,4 @@
-import type { FastifyError, FastifyInstance } from 'fastify';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { createError, statusOf, type ApiError } from '../errors.js';
 import { ClientRequestError } from './client-request-error.js';
 import { sendError } from './send-error.js';
@@ -17,7 +17,7 @@ export function installErrorHandling(app: FastifyInstance, limits: { bodyLimitBy
     return sendError(reply, apiError);
   });
 
-  app.setNotFoundHandler((request, reply) => {
+  const answerUnrouted = (request: FastifyRequest, reply: FastifyReply) => {
     const path = request.url.split('?')[0] ?? '/';
     const allowed = allowedMethods(path);
     if (allowed.length > 0) {
@@ -25,7 +25,14 @@ export function installErrorHandling(app: FastifyInstance, limits: { bodyLimitBy
       return sendError(reply, createError('methodNotAllowed', `${path} answers ${allowed.join(', ')}, not ${request.method}.`, { allowed }));
     }
     return sendError(reply, createError('routeNotFound', `No endpoint answers ${request.method} ${path}. Tasks go to POST /v1/tasks; the API is described at /docs.`));
+  };
+  // Answered before the body is read: a request that reaches no route (QUERY, PROPFIND, …) must not be
+  // refused for its body (a missing Content-Type) instead of for its method.
+  app.addHook('onRequest', (request, reply, done) => {
+    if (request.is404) answerUnrouted(request, reply);
+    else done();
   });
+  app.setNotFoundHandler(answerUnrouted);
 }
 
 function toApiError(error: FastifyError, limits: { bodyLimitBytes: number }): ApiError {

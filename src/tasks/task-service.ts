@@ -38,7 +38,7 @@ export function createTaskService(taskTypes: readonly TaskType[], keys: ApiKeys)
       if (isPlainObject(first) && first['taskType'] === AUTHENTICATION) {
         const details: ErrorDetails = { taskType: AUTHENTICATION };
         const credentials = readCredentials(first, details);
-        if ('code' in credentials) return { kind: 'refused', error: credentials };
+        if ('errors' in credentials) return { kind: 'refused', error: credentials.errors[0]! };
         const principal = keys.verify(credentials.apiKey);
         return principal ? { kind: 'authorized', principal, resumeSession: credentials.connectionSessionUUID } : { kind: 'refused', error: invalidKeyError(details) };
       }

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { createError, type ApiError, type ErrorDetails } from '../../errors.js';
 import type { ApiKeys } from '../api-keys.js';
+import { issuesToErrors } from '../structural-errors.js';
 import type { TaskType } from '../task-type.js';
 
 /**
@@ -12,15 +13,17 @@ import type { TaskType } from '../task-type.js';
 
 export const AUTHENTICATION = 'authentication';
 
-/** For the OpenAPI document; readCredentials below is what checks a task. */
+/** The task's shape: the OpenAPI document's, and what readCredentials checks a task against. */
 export const authenticationTaskSchema = z
-  .object({
+  .strictObject({
     taskType: z.literal(AUTHENTICATION),
     apiKey: z.string().min(1).max(1024),
     connectionSessionUUID: z.uuid().optional().meta({ description: 'WebSocket only: the session to resume (its results that finished meanwhile are delivered).' }),
-    taskUUID: z.string().optional(),
+    taskUUID: z.string().max(128).optional(),
   })
   .meta({ id: 'AuthenticationTask', description: 'First in the array (or first on a WebSocket): the API key, as an alternative to the bearer header.' });
+
+const knownKeys = Object.keys(authenticationTaskSchema.shape);
 
 export interface Credentials {
   readonly apiKey: string;
@@ -28,25 +31,17 @@ export interface Credentials {
   readonly connectionSessionUUID: string | undefined;
 }
 
-const sessionUUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
-const MAX_KEY_LENGTH = 1024;
-
-/** The credentials of an authentication task, or the error that says what is wrong with it. */
-export function readCredentials(raw: Record<string, unknown>, details: ErrorDetails): Credentials | ApiError {
-  const { apiKey, connectionSessionUUID } = raw;
-  if (typeof apiKey !== 'string' || apiKey.length === 0 || apiKey.length > MAX_KEY_LENGTH) {
-    return createError('missingApiKey', 'The authentication task needs its apiKey: {"taskType": "authentication", "apiKey": "<key>"}.', {
-      ...details,
-      parameter: 'apiKey',
-    });
+/** The credentials of an authentication task, or the errors that say what is wrong with it. */
+export function readCredentials(raw: Record<string, unknown>, details: ErrorDetails): Credentials | { readonly errors: ApiError[] } {
+  const { apiKey } = raw;
+  if (typeof apiKey !== 'string' || apiKey.length === 0) {
+    return {
+      errors: [createError('missingApiKey', 'The authentication task needs its apiKey: {"taskType": "authentication", "apiKey": "<key>"}.', { ...details, parameter: 'apiKey' })],
+    };
   }
-  if (connectionSessionUUID !== undefined && (typeof connectionSessionUUID !== 'string' || !sessionUUID.test(connectionSessionUUID))) {
-    return createError('invalidParameter', 'connectionSessionUUID must be the UUID an earlier authentication answered with; leave it out to open a new session.', {
-      ...details,
-      parameter: 'connectionSessionUUID',
-    });
-  }
-  return { apiKey, connectionSessionUUID };
+  const parsed = authenticationTaskSchema.safeParse(raw);
+  if (!parsed.success) return { errors: issuesToErrors(parsed.error.issues, { input: raw, knownKeys: () => knownKeys, details }) };
+  return { apiKey: parsed.data.apiKey, connectionSessionUUID: parsed.data.connectionSessionUUID };
 }
 
 export function invalidKeyError(details: ErrorDetails): ApiError {
@@ -60,8 +55,8 @@ export function createAuthenticationTaskType(keys: ApiKeys): TaskType {
     async run(tasks, context, sink) {
       for (const task of tasks) {
         const credentials = readCredentials(task.raw, task.details);
-        if ('code' in credentials) {
-          sink.errors(task.index, [credentials, ...task.refusals]);
+        if ('errors' in credentials) {
+          sink.errors(task.index, [...credentials.errors, ...task.refusals]);
         } else if (!keys.verify(credentials.apiKey)) {
           sink.errors(task.index, [invalidKeyError(task.details)]);
         } else if (task.refusals.length > 0) {

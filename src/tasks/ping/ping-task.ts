@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { createError } from '../../errors.js';
+import { issuesToErrors } from '../structural-errors.js';
 import type { TaskType } from '../task-type.js';
 
 /**
@@ -8,18 +8,20 @@ import type { TaskType } from '../task-type.js';
  */
 /** For the OpenAPI document. */
 export const pingTaskSchema = z
-  .object({ taskType: z.literal('ping'), ping: z.literal(true).optional(), taskUUID: z.string().optional() })
+  .strictObject({ taskType: z.literal('ping'), ping: z.literal(true).optional(), taskUUID: z.string().max(128).optional() })
   .meta({ id: 'PingTask' });
+
+const knownKeys = Object.keys(pingTaskSchema.shape);
 
 export const pingTaskType: TaskType = {
   taskType: 'ping',
   needsPrincipal: false,
   async run(tasks, _context, sink) {
     for (const task of tasks) {
-      const { ping } = task.raw;
+      const parsed = pingTaskSchema.safeParse(task.raw);
       const taskUUID = task.details.taskUUID;
-      if (ping !== undefined && ping !== true) {
-        sink.errors(task.index, [createError('invalidParameter', 'ping must be true: {"taskType": "ping", "ping": true}.', { ...task.details, parameter: 'ping' })]);
+      if (!parsed.success) {
+        sink.errors(task.index, issuesToErrors(parsed.error.issues, { input: task.raw, knownKeys: () => knownKeys, details: task.details }));
       } else if (task.refusals.length > 0) {
         sink.errors(task.index, task.refusals);
       } else {
