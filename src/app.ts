@@ -7,7 +7,7 @@ import { collectAllowedMethods } from './api/allowed-methods.js';
 import { decodeRequestBodies } from './api/content-encoding.js';
 import { installErrorHandling } from './api/error-handler.js';
 import { sendError } from './api/send-error.js';
-import { parseJsonBody } from './api/json-body.js';
+import { parseJsonBody, refuseForeignCharset } from './api/json-body.js';
 import { registerOpenApi } from './api/plugins/openapi.js';
 import { requestIdOf } from './api/request-id.js';
 import { RequestLogController } from './api/request-logging.js';
@@ -89,8 +89,9 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   decodeRequestBodies(app);
   // JSON only: Fastify's text/plain parser would let a string body through as if it were a task list.
   app.removeAllContentTypeParsers();
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     try {
+      refuseForeignCharset(request.headers['content-type']);
       done(null, parseJsonBody(body as string));
     } catch (error) {
       done(error as Error, undefined);

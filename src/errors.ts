@@ -36,7 +36,7 @@ export const errorCatalogue = {
   unsupportedMediaType: {
     status: 415,
     retryable: false,
-    description: 'The Content-Type is not application/json.',
+    description: 'The Content-Type is not application/json (in UTF-8), or the Content-Encoding is not gzip, deflate or br.',
   },
   missingApiKey: {
     status: 401,

@@ -24,3 +24,17 @@ function parseNumber(text: string): number | bigint {
   if (isSafeNumber(text)) return Number(text);
   return isInteger(text) ? BigInt(text) : Number(text);
 }
+
+const charsetParameter = /;\s*charset\s*=\s*"?([^";\s]*)/i;
+
+/**
+ * JSON is UTF-8 (RFC 8259 §8.1) and is read as such: a body labelled with another charset would be misread,
+ * so it is refused rather than decoded as something it says it is not.
+ */
+export function refuseForeignCharset(contentType: string | undefined): void {
+  const charset = charsetParameter.exec(contentType ?? '')?.[1]?.toLowerCase();
+  if (charset === undefined || charset === 'utf-8' || charset === 'utf8') return;
+  throw new ClientRequestError(
+    createError('unsupportedMediaType', `JSON bodies are read as UTF-8; send Content-Type: application/json with charset=utf-8 or no charset, not charset=${charset.slice(0, 40)}.`),
+  );
+}

@@ -128,17 +128,13 @@ class JobStream implements Dispatcher.DispatchHandler {
   }
 
   private onLine(line: string): void {
-    if (line === '' || this.final) return;
+    if (line === '' || this.settled) return;
+    // The final event is a stream's last line: a second result, or anything else after it, breaks the stream.
+    if (this.final) return this.violation('the worker sent an event after the final one');
     const event = parseEvent(line);
-    if (!event) {
-      this.final = { kind: 'failed', reason: 'the worker sent an event that is not protocol v1', accepted: this.accepted, blame: 'worker' };
-      return;
-    }
+    if (!event) return this.violation('the worker sent an event that is not protocol v1');
     // An event of another job (a worker mixing up its streams) is never taken for this one's.
-    if (event.jobId !== this.jobId) {
-      this.final = { kind: 'failed', reason: `the worker sent an event of job "${event.jobId.slice(0, 140)}" in the stream of job "${this.jobId}"`, accepted: this.accepted, blame: 'worker' };
-      return;
-    }
+    if (event.jobId !== this.jobId) return this.violation(`the worker sent an event of job "${event.jobId.slice(0, 140)}" in the stream of job "${this.jobId}"`);
     this.silenceTimer?.refresh();
     switch (event.event) {
       case 'accepted':
@@ -190,6 +186,11 @@ class JobStream implements Dispatcher.DispatchHandler {
       this.onLine(line.trim());
     }
     if (this.pending.length > this.limits.maxLineChars) this.oversized();
+  }
+
+  /** A stream that broke protocol v1: nothing more of it is read or trusted, and the worker is at fault. */
+  private violation(reason: string): void {
+    this.stop({ kind: 'failed', reason, accepted: this.accepted, blame: 'worker' }, new Error('protocol violation'));
   }
 
   /** A line longer than the job can need: memory per job stays bounded, and the worker is at fault. */

@@ -44,4 +44,15 @@ describe('the HTTP contract', () => {
     expect(readTaskResponse(bombed.body).errors[0]?.code).toBe('payloadTooLarge');
     expect(process.memoryUsage().rss - before).toBeLessThan(50 * 1024 * 1024);
   });
+
+  it('reads JSON as UTF-8, and refuses a body labelled with another charset', async () => {
+    const app = await buildTestApp({ dispatcher: createEchoDispatcher() });
+    for (const charset of ['utf-8', 'UTF-8', 'utf8', '"utf-8"']) {
+      const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { ...authorized, 'content-type': `application/json; charset=${charset}` }, payload: JSON.stringify([imageTask()]) });
+      expect(response.statusCode, charset).toBe(200);
+    }
+    const latin1 = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { ...authorized, 'content-type': 'application/json; charset=iso-8859-1' }, payload: JSON.stringify([imageTask()]) });
+    expect(latin1.statusCode).toBe(415);
+    expect(readTaskResponse(latin1.body).errors[0]).toMatchObject({ code: 'unsupportedMediaType', message: expect.stringContaining('charset=iso-8859-1') });
+  });
 });

@@ -121,6 +121,20 @@ describe('runJob', () => {
     await expect(run({ chunks: [accepted] })).resolves.toMatchObject({ kind: 'failed', reason: 'the worker ended the stream without a result', accepted: true, blame: 'worker' });
   });
 
+  it('stops reading a stream at its first broken line, without waiting for the rest', async () => {
+    const started = performance.now();
+    await expect(run({ chunks: [accepted, '{"event": "progress", "jobId": \n', 5000, result([image])] })).resolves.toMatchObject({ kind: 'failed', blame: 'worker', accepted: true });
+    expect(performance.now() - started).toBeLessThan(4000);
+  });
+
+  it('takes nothing after the final event: a second result breaks the stream', async () => {
+    await expect(run({ chunks: [accepted, result([image]), result([image])] })).resolves.toMatchObject({ kind: 'failed', blame: 'worker', reason: 'the worker sent an event after the final one' });
+    const cancelled = line({ event: 'error', jobId: job.jobId, error: { code: 'cancelled', message: 'x', retryable: false } });
+    await expect(run({ chunks: [accepted, result([image]), cancelled] })).resolves.toMatchObject({ kind: 'failed', blame: 'worker' });
+    // Blank lines are not events.
+    await expect(run({ chunks: [accepted, result([image]), '\n\n'] })).resolves.toMatchObject({ kind: 'result' });
+  });
+
   it('classifies error events: the task’s own fault, the worker’s, or nobody’s', async () => {
     const error = (code: string, retryable: boolean) => line({ event: 'error', jobId: job.jobId, error: { code, message: `${code} happened`, retryable } });
     await expect(run({ chunks: [accepted, error('embeddingShapeMismatch', false)] })).resolves.toMatchObject({ kind: 'rejected', error: { code: 'embeddingShapeMismatch' } });

@@ -29,6 +29,11 @@ export interface FakeBehaviour {
   retryAfter: string;
   /** Requests are read and never answered: the client must give up (or close() ends them). */
   hang: boolean;
+  /**
+   * What a model-version lookup answers 200 with instead of its JSON: `garbage`, a page that is not JSON;
+   * `huge`, JSON-looking bytes streamed without end (until the client hangs up, or 1 GiB).
+   */
+  lookupBody: 'json' | 'garbage' | 'huge';
 }
 
 export interface FakeRegistry {
@@ -132,6 +137,21 @@ async function listen(server: Server): Promise<string> {
   return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
+/** A 200 whose body never ends: it is written as fast as the client reads it, up to 1 GiB. */
+function streamHuge(response: ServerResponse): void {
+  const chunk = Buffer.alloc(64 * 1024, '{"files":[');
+  let left = 16 * 1024;
+  response.writeHead(200, { 'content-type': 'application/json' });
+  const write = (): void => {
+    while (left > 0 && !response.destroyed) {
+      left -= 1;
+      if (!response.write(chunk)) return void response.once('drain', write);
+    }
+    if (!response.destroyed) response.end();
+  };
+  write();
+}
+
 export async function startFakeRegistry(): Promise<FakeRegistry> {
   const answers = new Map<string, Buffer>();
   const files = new Map<string, Uint8Array>();
@@ -139,7 +159,7 @@ export async function startFakeRegistry(): Promise<FakeRegistry> {
   const downloads = new BoundedCounter();
   const requests: FakeRegistryRequest[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  const behaviour: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false };
+  const behaviour: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false, lookupBody: 'json' };
 
   const registry = createServer((request, response) => handle('registry', request, response));
   const storage = createServer((request, response) => handle('storage', request, response));
@@ -178,6 +198,8 @@ export async function startFakeRegistry(): Promise<FakeRegistry> {
   function answerRegistry(path: string, response: ServerResponse): void {
     if (path.startsWith(versionPrefix)) {
       const versionId = decodePathPart(path.slice(versionPrefix.length));
+      if (behaviour.lookupBody === 'garbage') return sendJson(response, 200, '<html><body>Cloudflare: checking your browser…</body></html>');
+      if (behaviour.lookupBody === 'huge') return streamHuge(response);
       const answer = answers.get(versionId);
       if (answer) sendJson(response, 200, answer);
       else sendJson(response, 404, JSON.stringify({ error: `No model version with id ${versionId}` }));

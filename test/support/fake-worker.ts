@@ -78,9 +78,17 @@ export interface FakeWorkerBehaviour {
   pngBytes: number;
   /** When set, streams end with this error event instead of `result`. */
   errorEvent: WorkerError | undefined;
+  /** Right after `accepted`, a line that is not JSON (then the job goes on as if nothing happened). */
+  malformedLine: boolean;
+  /** The result carries this many images beyond numberResults. */
+  extraImages: number;
+  /** A second `result` line follows the first, before the stream ends. */
+  resultTwice: boolean;
   healthStatus: WorkerHealth['status'];
   /** GET /v1/health answers 500. */
   healthFails: boolean;
+  /** GET /v1/health answers 200 with a body that is not JSON. */
+  healthGarbage: boolean;
 }
 
 export interface FakeWorkerStats {
@@ -218,8 +226,12 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     seedOffset: 0,
     pngBytes: 0,
     errorEvent: undefined,
+    malformedLine: false,
+    extraImages: 0,
+    resultTwice: false,
     healthStatus: 'ready',
     healthFails: false,
+    healthGarbage: false,
   };
 
   const running = new Map<string, RunningJob>();
@@ -273,6 +285,11 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     healthChecks += 1;
     if (behaviour.healthFails) {
       sendError(response, 500, { code: 'internal', message: 'Injected health failure.', retryable: true });
+      return;
+    }
+    if (behaviour.healthGarbage) {
+      response.writeHead(200, { 'content-type': 'application/json' });
+      response.end('<html>ready?</html>');
       return;
     }
     const served = [...models].map(([air, model]) => ({ air, family: model.family, loaded: model.loaded }));
@@ -405,6 +422,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     job.acceptedAt = performance.now();
     accepted += 1;
     if (crash || hangAfterAccept) return;
+    if (job.behaviour.malformedLine) job.response.write('{"event": "progress", "jobId": \n');
     if (progressEveryMs > 0 && latencyMs > 0) {
       let tick = 0;
       job.timers.push(
@@ -432,9 +450,12 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       inferenceMs: Math.round(now - job.acceptedAt),
       totalMs: Math.round(now - job.receivedAt),
     };
-    const images = imagesOf(job.request, job.behaviour.pngBytes);
+    const { extraImages, resultTwice } = job.behaviour;
+    const images = imagesOf({ ...job.request, numberResults: job.request.numberResults + extraImages }, job.behaviour.pngBytes);
     if (job.behaviour.seedOffset !== 0) for (const image of images) image.seed = ((BigInt(image.seed) + BigInt(job.behaviour.seedOffset)) & seedMask).toString();
-    if (end(job, { event: 'result', jobId: job.behaviour.resultJobId ?? jobId, images, timings })) completed += 1;
+    const result: JobEvent = { event: 'result', jobId: job.behaviour.resultJobId ?? jobId, images, timings };
+    if (resultTwice) writeEvent(job.response, result);
+    if (end(job, result)) completed += 1;
   }
 
   function cancel(jobId: string, response: ServerResponse): void {
