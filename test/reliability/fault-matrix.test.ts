@@ -67,7 +67,7 @@ const workerDefaults: FakeWorkerBehaviour = {
 const registryDefaults: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false, lookupBody: 'json' };
 
 beforeAll(async () => {
-  stack = await startReliabilityStack({ embeddings: WARM + N * 3 + 20, env });
+  stack = await startReliabilityStack({ embeddings: WARM + N * 4 + 20, env });
   stack.faulty.setBehaviour(workerDefaults);
   stack.good.setBehaviour(workerDefaults);
   // The warm embeddings are looked up once, before any fault.

@@ -1,4 +1,4 @@
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -24,16 +24,13 @@ export const reliabilityProfile: ReliabilityProfile = profiles[process.env['RELI
 
 const results = fileURLToPath(new URL('./.results/', import.meta.url));
 
-/** Keeps a case's figures in test/reliability/.results/results.json, which docs/reliability.md is written from. */
+/**
+ * Keeps a case's figures in test/reliability/.results/{profile}/{case}.json, which docs/reliability.md is
+ * written from: one file per case, since the suite's files run in parallel.
+ */
 export function recordResult(name: string, figures: Record<string, unknown>): void {
-  mkdirSync(results, { recursive: true });
-  const file = `${results}results.json`;
-  let all: Record<string, unknown> = {};
-  try {
-    all = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>;
-  } catch {
-    // The first case of a run.
-  }
-  all[name] = { ...figures, at: new Date().toISOString() };
-  writeFileSync(file, `${JSON.stringify(all, null, 2)}\n`);
+  const folder = `${results}${reliabilityProfile.name}/`;
+  mkdirSync(folder, { recursive: true });
+  const file = `${folder}${name.replace(/[^A-Za-z0-9]+/g, '-').replace(/^-|-$/g, '').toLowerCase()}.json`;
+  writeFileSync(file, `${JSON.stringify({ case: name, ...figures, at: new Date().toISOString() }, null, 2)}\n`);
 }

@@ -95,7 +95,7 @@ describe('schemathesis against the committed OpenAPI document', () => {
     const workerJobs = stack.worker.stats.completed() - completedBefore;
     recordResult('schemathesis', { profile: reliabilityProfile.name, generated, workerJobs, exitCode: code, seconds: Math.round((Date.now() - started) / 1000), summary: output.slice(output.lastIndexOf('SUMMARY')) });
     mkdirSync(`${root}test/reliability/.results`, { recursive: true });
-    writeFileSync(`${root}test/reliability/.results/schemathesis.log`, output);
+    writeFileSync(`${root}test/reliability/.results/schemathesis-${reliabilityProfile.name}.log`, output);
     expect(code, output.slice(-6000)).toBe(0);
     expect(generated).toBeGreaterThan(0);
     // The generated tasks got past validation and resolution to a worker, not only to the first refusal.
