@@ -40,6 +40,8 @@ export interface SessionHub {
   finish(principal: string, taskUUID: string): void;
   readonly attachedCount: number;
   readonly runningCount: number;
+  /** Detached sessions whose tasks run here until their resume window ends. */
+  readonly watchedCount: number;
   close(): Promise<void>;
 }
 
@@ -145,6 +147,9 @@ export function createSessionHub(options: SessionHubOptions): SessionHub {
 
   /** At the end of the window, a dropped session's tasks are cancelled unless a live socket has them now. */
   function watchWindow(sessionId: string, principal: string): void {
+    // Nothing of the session runs here: there is nothing to end when its window closes, and a timer per
+    // closed socket would hold memory for the whole window at a high rate of sockets.
+    if (!ownsRunningTask(sessionId, principal)) return;
     const timer = setTimeout(() => {
       windowTimers.delete(timer);
       void (async () => {
@@ -161,6 +166,11 @@ export function createSessionHub(options: SessionHubOptions): SessionHub {
     }, options.windowMs);
     timer.unref();
     windowTimers.add(timer);
+  }
+
+  function ownsRunningTask(sessionId: string, principal: string): boolean {
+    for (const task of running.values()) if (task.owner === sessionId && task.principal === principal) return true;
+    return false;
   }
 
   const heartbeat = setInterval(() => {
@@ -212,6 +222,9 @@ export function createSessionHub(options: SessionHubOptions): SessionHub {
     },
     get runningCount() {
       return running.size;
+    },
+    get watchedCount() {
+      return windowTimers.size;
     },
     async close() {
       clearInterval(heartbeat);
