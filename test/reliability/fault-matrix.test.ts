@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FakeBehaviour } from '../support/fake-registry.js';
-import type { FakeWorkerBehaviour } from '../support/fake-worker.js';
+import { defaultFakeWorkerBehaviour, type FakeWorkerBehaviour } from '../support/fake-worker.js';
 import { reliabilityProfile, recordResult } from './profile.js';
 import {
   embeddingAir,
@@ -47,26 +47,7 @@ let nextCold = WARM;
 const coldEmbedding = () => embeddingAir(nextCold++);
 const withEmbedding = (air: string) => imageTask({ embeddings: [{ model: air, weight: 0.5 }] });
 
-const workerDefaults: FakeWorkerBehaviour = {
-  acceptDelayMs: 0,
-  latencyMs: 20,
-  progressEveryMs: 0,
-  failureRate: 0,
-  failStatus: 500,
-  hang: false,
-  hangAfterAccept: false,
-  crashAfterAccept: false,
-  resultJobId: undefined,
-  seedOffset: 0,
-  pngBytes: 0,
-  errorEvent: undefined,
-  malformedLine: false,
-  extraImages: 0,
-  resultTwice: false,
-  healthStatus: 'ready',
-  healthFails: false,
-  healthGarbage: false,
-};
+const workerDefaults: FakeWorkerBehaviour = { ...defaultFakeWorkerBehaviour, latencyMs: 20 };
 const registryDefaults: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false, lookupBody: 'json' };
 
 beforeAll(async () => {

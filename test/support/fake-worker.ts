@@ -207,32 +207,35 @@ function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; mess
     .join('; ');
 }
 
+/** A worker that does its job at once and well; setBehaviour(defaultFakeWorkerBehaviour) restores it. */
+export const defaultFakeWorkerBehaviour: Readonly<FakeWorkerBehaviour> = Object.freeze({
+  acceptDelayMs: 0,
+  latencyMs: 0,
+  progressEveryMs: 0,
+  failureRate: 0,
+  failStatus: 500,
+  hang: false,
+  hangAfterAccept: false,
+  crashAfterAccept: false,
+  resultJobId: undefined,
+  seedOffset: 0,
+  pngBytes: 0,
+  errorEvent: undefined,
+  malformedLine: false,
+  extraImages: 0,
+  resultTwice: false,
+  healthStatus: 'ready',
+  healthFails: false,
+  healthGarbage: false,
+});
+
 export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<FakeWorker> {
   const maxConcurrency = options.maxConcurrency ?? 4;
   const capabilities = new Set<WorkerCapability>(options.capabilities ?? []);
   if (!Number.isInteger(maxConcurrency) || maxConcurrency < 1) throw new Error(`maxConcurrency must be an integer ≥ 1, got ${maxConcurrency}`);
   const models = new Map((options.models ?? defaultModels).map((model) => [model.air, { family: model.family, loaded: model.loaded ?? false }]));
   const random = options.random ?? seededRandom(0x5eed);
-  const behaviour: FakeWorkerBehaviour = {
-    acceptDelayMs: 0,
-    latencyMs: 0,
-    progressEveryMs: 0,
-    failureRate: 0,
-    failStatus: 500,
-    hang: false,
-    hangAfterAccept: false,
-    crashAfterAccept: false,
-    resultJobId: undefined,
-    seedOffset: 0,
-    pngBytes: 0,
-    errorEvent: undefined,
-    malformedLine: false,
-    extraImages: 0,
-    resultTwice: false,
-    healthStatus: 'ready',
-    healthFails: false,
-    healthGarbage: false,
-  };
+  const behaviour: FakeWorkerBehaviour = { ...defaultFakeWorkerBehaviour };
 
   const running = new Map<string, RunningJob>();
   const receivedJobs: JobRequest[] = [];
