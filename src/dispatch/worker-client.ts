@@ -135,7 +135,7 @@ class JobStream implements Dispatcher.DispatchHandler {
     if (!event) return this.violation('the worker sent an event that is not protocol v1');
     // An event of another job (a worker mixing up its streams) is never taken for this one's.
     if (event.jobId !== this.jobId) return this.violation(`the worker sent an event of job "${event.jobId.slice(0, 140)}" in the stream of job "${this.jobId}"`);
-    this.silenceTimer?.refresh();
+    // No refresh of the silence timer here: the chunk that carried this line did it.
     switch (event.event) {
       case 'accepted':
         if (this.accepted) return;
