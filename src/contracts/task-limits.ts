@@ -15,6 +15,16 @@ export const WEIGHT_LIMIT = 4;
 export const MAX_LORAS_PER_TASK = 10;
 /** The most MAX_EMBEDDINGS_PER_TASK may be set to; the schema refuses longer lists before anything else. */
 export const MAX_EMBEDDINGS_CEILING = 100;
+/**
+ * Vectors a task's embeddings may hold together: the slots every worker's text encoder reserves (worker
+ * protocol v1). 14 embeddings of 75 vectors would not fit, and no retry could make them.
+ */
+export const EMBEDDING_VECTORS_PER_TASK = 1024;
+/** Words of a prompt that stand for one embedding (worker protocol `mentions`): how many, how long. */
+export const MAX_MENTIONS = 16;
+export const MAX_MENTION_LENGTH = 100;
+/** Weights a prompt's syntax (promptWeighting) may give any piece of text. */
+export const PROMPT_WEIGHT_RANGE = { min: 0, max: 4 } as const;
 
 /** The operator's limits on one request (configuration). */
 export interface RequestLimits {
