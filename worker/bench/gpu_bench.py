@@ -45,29 +45,44 @@ VECTORS_PER_EMBEDDING = 4
 # --------------------------------------------------------------------------- full-size random pipelines
 
 
-def full_pipeline(family: Family, device: torch.device, dtype: torch.dtype) -> Any:
-    """SD 1.5 or SDXL with their real architectures and random weights, built on the device."""
-    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+def _text_config(tokenizer: Any, hidden: int, layers: int, heads: int, intermediate: int, act: str, projection: int) -> Any:
+    from transformers import CLIPTextConfig
+
+    # The real vocabulary size, so the embedding table is real-sized; the tokenizer is generated locally
+    # (no downloads) and uses the first ids of it.
+    return CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=hidden,
+        intermediate_size=intermediate,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        max_position_embeddings=77,
+        hidden_act=act,
+        projection_dim=projection,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+
+
+def full_text_side(family: Family) -> dict[str, Any]:
+    """The real text encoders of SD 1.5 (CLIP ViT-L) or SDXL (ViT-L + OpenCLIP bigG), random weights, fp32."""
+    from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
     from clipgate_worker.tiny_tokenizer import build_tiny_tokenizer
 
-    def text_config(tokenizer: Any, hidden: int, layers: int, heads: int, intermediate: int, act: str, projection: int) -> CLIPTextConfig:
-        # The real vocabulary size, so the embedding table is real-sized; the tokenizer is generated locally
-        # (no downloads) and uses the first ids of it.
-        return CLIPTextConfig(
-            vocab_size=49408,
-            hidden_size=hidden,
-            intermediate_size=intermediate,
-            num_hidden_layers=layers,
-            num_attention_heads=heads,
-            max_position_embeddings=77,
-            hidden_act=act,
-            projection_dim=projection,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-        )
+    tokenizer = build_tiny_tokenizer()
+    side: dict[str, Any] = {"tokenizer": tokenizer, "text_encoder": CLIPTextModel(_text_config(tokenizer, 768, 12, 12, 3072, "quick_gelu", 768))}
+    if family == "sdxl":
+        tokenizer_2 = build_tiny_tokenizer(pad_token="!")
+        side["tokenizer_2"] = tokenizer_2
+        side["text_encoder_2"] = CLIPTextModelWithProjection(_text_config(tokenizer_2, 1280, 32, 20, 5120, "gelu", 1280))
+    return side
+
+
+def full_pipeline(family: Family, device: torch.device, dtype: torch.dtype) -> Any:
+    """SD 1.5 or SDXL with their real architectures and random weights, built on the device."""
+    from diffusers import AutoencoderKL, EulerDiscreteScheduler, StableDiffusionPipeline, StableDiffusionXLPipeline, UNet2DConditionModel
 
     vae_config = dict(
         in_channels=3,
@@ -80,8 +95,8 @@ def full_pipeline(family: Family, device: torch.device, dtype: torch.dtype) -> A
     )
     scheduler = EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", num_train_timesteps=1000)
     with torch.device(device):
-        tokenizer = build_tiny_tokenizer()
-        text_encoder = CLIPTextModel(text_config(tokenizer, 768, 12, 12, 3072, "quick_gelu", 768))
+        text = full_text_side(family)
+        tokenizer, text_encoder = text["tokenizer"], text["text_encoder"]
         vae = AutoencoderKL(**vae_config, sample_size=512 if family == "sd1" else 1024)
         if family == "sd1":
             unet = UNet2DConditionModel(
@@ -98,8 +113,7 @@ def full_pipeline(family: Family, device: torch.device, dtype: torch.dtype) -> A
                 safety_checker=None, feature_extractor=None, requires_safety_checker=False,
             )
         else:
-            tokenizer_2 = build_tiny_tokenizer(pad_token="!")
-            text_encoder_2 = CLIPTextModelWithProjection(text_config(tokenizer_2, 1280, 32, 20, 5120, "gelu", 1280))
+            tokenizer_2, text_encoder_2 = text["tokenizer_2"], text["text_encoder_2"]
             unet = UNet2DConditionModel(
                 sample_size=128,
                 block_out_channels=(320, 640, 1280),
@@ -158,6 +172,7 @@ def job(family: Family, size: int, steps: int, seed: int = 1234) -> SimpleNamesp
         seed=seed,
         scheduler="Default",
         clip_skip=0,
+        prompt_weighting=None,
         number_results=1,
         output_format="PNG",
         output_quality=95,

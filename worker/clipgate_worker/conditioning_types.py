@@ -33,11 +33,13 @@ class LoadedEmbedding:
 
 @dataclass(frozen=True)
 class PlacedEmbedding:
-    """An embedding as a job uses it: which prompt it goes into, with what emphasis (always >= 0)."""
+    """An embedding as a job uses it: which prompt it goes into, with what emphasis (always >= 0), and the
+    words of that prompt that stand for it (its vectors go there; without any they follow the prompt)."""
 
     embedding: LoadedEmbedding
     weight: float
     placement: Placement
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

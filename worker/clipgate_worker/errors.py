@@ -46,6 +46,24 @@ class EmbeddingFileInvalid(JobError):
     retryable = False
 
 
+class EmbeddingSlotsExhausted(JobError):
+    """The job's embeddings need more vectors at once than the text encoder has slots: no worker of the same
+    build could run it, so a retry would only fail again."""
+
+    code = "embeddingSlotsExhausted"
+    status = 422
+    retryable = False
+
+
+class ConditioningNotFinite(JobError):
+    """The encoded prompt holds NaN or infinite values (values that overflow the device's dtype): generating
+    from it would return noise, so the job ends before the diffusion loop."""
+
+    code = "conditioningNotFinite"
+    status = 422
+    retryable = False
+
+
 class EmbeddingChecksumMismatch(JobError):
     code = "embeddingChecksumMismatch"
     status = 422

@@ -43,7 +43,7 @@ class Generator:
         self.conditioner.check_compatible(embedding)
 
     def run(self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None]) -> list[GeneratedImage]:
-        conditioning = self.conditioner.encode(job.positive_prompt, job.negative_prompt, embeddings, job.clip_skip)
+        conditioning = self.conditioner.encode(job.positive_prompt, job.negative_prompt, embeddings, job.clip_skip, job.prompt_weighting)
         self.pipeline.scheduler = scheduler_for(job.scheduler, self._default_scheduler)
         seeds = [(job.seed + index) & SEED_MASK for index in range(job.number_results)]
         # CPU generators: the same seed gives the same noise on any device.

@@ -57,7 +57,12 @@ class JobRunner:
         for embedding, _ in loaded:
             generator.check_compatible(embedding)
         placed = [
-            PlacedEmbedding(embedding=embedding, weight=job.embeddings[index].weight, placement=job.embeddings[index].placement)
+            PlacedEmbedding(
+                embedding=embedding,
+                weight=job.embeddings[index].weight,
+                placement=job.embeddings[index].placement,
+                mentions=job.embeddings[index].mentions,
+            )
             for embedding, index in loaded
         ]
         checked = self._clock()

@@ -19,6 +19,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from .conditioning_types import Family, Placement
 from .errors import InvalidJob
+from .prompt_weighting import PromptWeighting
 
 MAX_SEED = (1 << 64) - 1
 OutputFormat = Literal["PNG", "JPG", "WEBP"]
@@ -27,7 +28,10 @@ DEFAULT_OUTPUT_QUALITY = 95
 
 #: The optional protocol features this worker has, as its health report advertises them. It has no NSFW
 #: classifier, so a job with ``checkNSFW`` is refused as a field it does not know.
-CAPABILITIES = ("outputQuality",)
+CAPABILITIES = ("outputQuality", "promptWeighting", "embeddingMentions")
+#: Trigger words are short; a longer "mention" is not one, and bounds the matcher's work.
+MAX_MENTION_LENGTH = 100
+MAX_MENTIONS = 16
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class JobEmbedding:
     placement: Placement
     vectors: int
     family: Family
+    #: Words of the embedding's side's prompt that stand for it (capability ``embeddingMentions``).
+    mentions: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -68,6 +74,8 @@ class JobSpec:
     embeddings: tuple[JobEmbedding, ...]
     #: JPG and WEBP encoder quality, 20-99.
     output_quality: int = DEFAULT_OUTPUT_QUALITY
+    #: None: the prompts are text (capability ``promptWeighting``).
+    prompt_weighting: PromptWeighting | None = None
 
 
 def parse_job(body: bytes | str) -> JobSpec:
@@ -115,6 +123,7 @@ class _JobEmbedding(_Strict):
     placement: Placement
     vectors: Annotated[JsonInt, Field(ge=1, le=75)]
     family: Family
+    mentions: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_MENTION_LENGTH)]], Field(max_length=MAX_MENTIONS)] = []
 
     @field_validator("url")
     @classmethod
@@ -141,6 +150,7 @@ class _JobRequest(_Strict):
     numberResults: Annotated[JsonInt, Field(ge=1, le=20)]
     outputFormat: OutputFormat
     outputQuality: Annotated[JsonInt, Field(ge=20, le=99)] = DEFAULT_OUTPUT_QUALITY
+    promptWeighting: PromptWeighting | None = None
     embeddings: list[_JobEmbedding]
 
     @field_validator("seed")
@@ -166,6 +176,7 @@ class _JobRequest(_Strict):
             number_results=self.numberResults,
             output_format=self.outputFormat,
             output_quality=self.outputQuality,
+            prompt_weighting=self.promptWeighting,
             embeddings=tuple(
                 JobEmbedding(
                     air=item.air,
@@ -175,6 +186,7 @@ class _JobRequest(_Strict):
                     placement=item.placement,
                     vectors=item.vectors,
                     family=item.family,
+                    mentions=tuple(item.mentions),
                 )
                 for item in self.embeddings
             ),

@@ -1,14 +1,18 @@
-"""Prompt encoding with injected embeddings, the convention most users know from A1111.
+"""Prompt encoding with injected embeddings, in the conventions users know from A1111 and ComfyUI.
 
 - Each embedding's vectors occupy slots in the token-embedding table of every text encoder it has a tensor
-  for (SDXL: ``clip_l`` → encoder 1, ``clip_g`` → encoder 2); its tokens follow the prompt text of the side
-  its placement names (positive or negative).
-- Emphasis: the encoder's output at an embedding's positions is multiplied by its weight, then the whole
-  chunk is rescaled so its mean is what it was before.
-- Prompts longer than one 75-token CLIP window are split into chunks, each encoded with its own start and end
-  tokens and concatenated, never truncated; positive and negative get the same number of chunks.
+  for (SDXL: ``clip_l`` → encoder 1, ``clip_g`` → encoder 2). Where the prompt of its side names it (a trigger
+  word or its ``<embedding:AIR>`` marker, embedding_mentions.py) its tokens stand there; otherwise they follow
+  the prompt's text.
+- The prompt is text (Runware's default), A1111's syntax (``sdEmbeds``, prompt_weighting.py) or compel's
+  (``compel``, compel_conditioning.py). An embedding's weight multiplies the weight the prompt gives it.
+- Emphasis (literal and sdEmbeds): the encoder's output at each position is multiplied by its weight, then the
+  whole window is rescaled so its mean is what it was before (A1111's).
+- Prompts longer than one 75-token window are encoded window by window and concatenated, never truncated
+  (prompt_windows.py); the shorter side is repeated to the other's length, which leaves its prediction as it is.
 - Pooling (SDXL's pooled text embedding) is taken at the end token, not at the highest token id: slot ids
   are higher than the end token's, and CLIP's legacy argmax pooling would land on an embedding.
+- Nothing non-finite leaves here: values that overflow the device's dtype end the job with their own error.
 """
 
 from __future__ import annotations
@@ -20,10 +24,12 @@ import torch
 from torch import nn
 
 from .conditioning_types import Conditioning, Family, LoadedEmbedding, PlacedEmbedding
-from .errors import EmbeddingShapeMismatch
+from .embedding_mentions import Placeholders, place_mentions
+from .errors import ConditioningNotFinite, EmbeddingFileInvalid, EmbeddingShapeMismatch
+from .prompt_weighting import PromptWeighting, literal_pieces, parse_sd_embeds
+from .prompt_windows import CHUNK_TOKENS, Window, side_windows
 from .token_slots import SlotTable
 
-CHUNK_TOKENS = 75
 WINDOW = CHUNK_TOKENS + 2
 
 #: Which tensor of an embedding file each encoder of a family takes.
@@ -44,6 +50,9 @@ class _Encoder:
     bos: int
     eos: int
     pad: int
+
+    def tokenize(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False, truncation=False).input_ids) if text else []  # type: ignore[operator]
 
 
 class TextConditioner:
@@ -109,6 +118,13 @@ class TextConditioner:
             with torch.no_grad():
                 for encoder in self.encoders:
                     rows = embedding.vectors[encoder.tensor].to(encoder.table.weight.device, encoder.table.weight.dtype)
+                    if not torch.isfinite(rows).all():
+                        # The file passed its float32 check; in float16 a value past 65504 becomes infinite.
+                        largest = float(embedding.vectors[encoder.tensor].abs().max())
+                        raise EmbeddingFileInvalid(
+                            f"embedding {embedding.sha256[:12]}: its {encoder.tensor} values reach {largest:g}, beyond "
+                            f"{torch.finfo(encoder.table.weight.dtype).max:g}, the largest {encoder.table.weight.dtype} this device runs in"
+                        )
                     index = torch.tensor([encoder.vocabulary_rows + slot for slot in slots], device=encoder.table.weight.device)
                     encoder.table.weight.index_copy_(0, index, rows)
         except Exception:
@@ -118,32 +134,62 @@ class TextConditioner:
         return slots
 
     @torch.no_grad()
-    def encode(self, positive: str, negative: str, embeddings: list[PlacedEmbedding], clip_skip: int = 0) -> Conditioning:
+    def encode(
+        self,
+        positive: str,
+        negative: str,
+        embeddings: list[PlacedEmbedding],
+        clip_skip: int = 0,
+        weighting: PromptWeighting | None = None,
+    ) -> Conditioning:
         pinned = {placed.embedding.sha256 for placed in embeddings}
         slot_ids = {placed.embedding.sha256: self.token_ids(placed.embedding, pinned) for placed in embeddings}
-        sides = {
-            side: [placed for placed in embeddings if placed.placement == side] for side in ("positive", "negative")
-        }
+        placeholders = Placeholders.fresh()
+        texts = {"positive": positive, "negative": negative}
+        sides = {side: self._side(texts[side], side, embeddings, placeholders) for side in ("positive", "negative")}
         outputs: dict[str, list[torch.Tensor]] = {"positive": [], "negative": []}
         pooled: dict[str, torch.Tensor | None] = {"positive": None, "negative": None}
         for encoder in self.encoders:
-            sequences = {
-                "positive": self._sequence(encoder, positive, sides["positive"], slot_ids),
-                "negative": self._sequence(encoder, negative, sides["negative"], slot_ids),
-            }
-            chunks = max(1, *(math.ceil(len(ids) / CHUNK_TOKENS) for ids, _ in sequences.values()))
-            for side, (ids, weights) in sequences.items():
-                hidden, side_pooled = self._encode_chunks(encoder, ids, weights, chunks, clip_skip)
+            rows = {index: [encoder.vocabulary_rows + slot for slot in slot_ids[placed.embedding.sha256]] for index, placed in enumerate(embeddings)}
+            for side, prompt in sides.items():
+                if weighting == "compel":
+                    hidden, side_pooled = self._compel(encoder, prompt, placeholders, rows, clip_skip)
+                else:
+                    windows = side_windows(
+                        parse_sd_embeds(prompt.text) if weighting == "sdEmbeds" else literal_pieces(prompt.text),
+                        encoder.tokenize,
+                        placeholders.pattern(),
+                        rows,
+                        prompt.weights,
+                        prompt.appended,
+                    )
+                    hidden, side_pooled = self._encode_windows(encoder, windows, clip_skip)
                 outputs[side].append(hidden)
                 if side_pooled is not None:
                     pooled[side] = side_pooled
 
-        prompt_embeds = torch.cat(outputs["positive"], dim=-1)
-        negative_embeds = torch.cat(outputs["negative"], dim=-1)
+        prompt_embeds, negative_embeds = same_length(_concatenated(outputs["positive"]), _concatenated(outputs["negative"]))
+        result = self._conditioning(prompt_embeds, negative_embeds, pooled, negative, sides["negative"])
+        for name, tensor in vars(result).items():
+            if tensor is not None and not torch.isfinite(tensor).all():
+                raise ConditioningNotFinite(
+                    f"the encoded prompt ({name}) holds NaN or infinite values in {tensor.dtype}: an embedding's values or weight "
+                    "overflow this device's precision"
+                )
+        return result
+
+    def _conditioning(
+        self,
+        prompt_embeds: torch.Tensor,
+        negative_embeds: torch.Tensor,
+        pooled: dict[str, torch.Tensor | None],
+        negative: str,
+        negative_side: SidePrompt,
+    ) -> Conditioning:
         if self.family != "sdxl":
             return Conditioning(prompt_embeds=prompt_embeds, negative_prompt_embeds=negative_embeds)
         negative_pooled = pooled["negative"]
-        if self.zero_empty_negative and negative.strip() == "" and not sides["negative"]:
+        if self.zero_empty_negative and negative.strip() == "" and not negative_side.weights:
             negative_embeds = torch.zeros_like(negative_embeds)
             negative_pooled = torch.zeros_like(negative_pooled) if negative_pooled is not None else None
         return Conditioning(
@@ -153,49 +199,98 @@ class TextConditioner:
             negative_pooled_prompt_embeds=negative_pooled,
         )
 
-    def _sequence(self, encoder: _Encoder, text: str, placed: list[PlacedEmbedding], slot_ids: dict[str, list[int]]) -> tuple[list[int], list[float]]:
-        """The prompt's token ids, then each embedding's slot ids, with a weight per token."""
-        ids = list(encoder.tokenizer(text, add_special_tokens=False, truncation=False).input_ids) if text else []  # type: ignore[operator]
-        weights = [1.0] * len(ids)
-        for entry in placed:
-            rows = [encoder.vocabulary_rows + slot for slot in slot_ids[entry.embedding.sha256]]
-            used = len(ids) % CHUNK_TOKENS
-            if used and used + len(rows) > CHUNK_TOKENS:
-                # As A1111 does: an embedding never straddles two windows; the current one is closed with end
-                # tokens and the embedding starts the next, so its vectors are attended to together.
-                ids.extend([encoder.eos] * (CHUNK_TOKENS - used))
-                weights.extend([1.0] * (CHUNK_TOKENS - used))
-            ids.extend(rows)
-            weights.extend([float(entry.weight)] * len(rows))
-        return ids, weights
+    def _side(self, text: str, side: str, embeddings: list[PlacedEmbedding], placeholders: Placeholders) -> SidePrompt:
+        """The side's text with its embeddings' mentions replaced by placeholders, and which are appended instead."""
+        own = [(index, placed) for index, placed in enumerate(embeddings) if placed.placement == side]
+        placed_text, placed = place_mentions(text, [(index, entry.mentions) for index, entry in own], placeholders)
+        return SidePrompt(
+            text=placed_text,
+            weights={index: float(entry.weight) for index, entry in own},
+            appended=[index for index, _ in own if index not in placed],
+        )
 
-    def _encode_chunks(self, encoder: _Encoder, ids: list[int], weights: list[float], chunks: int, clip_skip: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _encode_windows(self, encoder: _Encoder, windows: list[Window], clip_skip: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         device = encoder.table.weight.device
-        hidden_chunks = []
+        hidden_windows = []
         pooled = None
-        for index in range(chunks):
-            chunk_ids = ids[index * CHUNK_TOKENS : (index + 1) * CHUNK_TOKENS]
-            chunk_weights = weights[index * CHUNK_TOKENS : (index + 1) * CHUNK_TOKENS]
-            padding = WINDOW - 2 - len(chunk_ids)
-            window = torch.tensor([[encoder.bos, *chunk_ids, encoder.eos, *([encoder.pad] * padding)]], device=device)
-            multipliers = torch.tensor([1.0, *chunk_weights, 1.0, *([1.0] * padding)], device=device)
-            output = encoder.model(window, output_hidden_states=True)
+        for index, window in enumerate(windows):
+            padding = CHUNK_TOKENS - len(window.ids)
+            ids = torch.tensor([[encoder.bos, *window.ids, encoder.eos, *([encoder.pad] * padding)]], device=device)
+            multipliers = torch.tensor([1.0, *window.weights, 1.0, *([1.0] * padding)], device=device)
+            output = encoder.model(ids, output_hidden_states=True)
             hidden = self._select_layer(encoder, output, clip_skip)
-            hidden_chunks.append(apply_emphasis(hidden, multipliers))
+            hidden_windows.append(apply_emphasis(hidden, multipliers))
             if index == 0 and hasattr(output, "text_embeds"):
                 # SDXL's pooled embedding comes from the second encoder's first window, as in A1111.
                 pooled = output.text_embeds
-        return torch.cat(hidden_chunks, dim=1), pooled
+        return torch.cat(hidden_windows, dim=1), pooled
+
+    def _compel(self, encoder: _Encoder, prompt: SidePrompt, placeholders: Placeholders, rows: dict[int, list[int]], clip_skip: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        # Imported here: compel imports diffusers' pipelines, which only compel jobs should pay for.
+        from .compel_conditioning import compel_embeddings, returned_embeddings
+
+        appended = [_compel_weighted(placeholders.of(index), prompt.weights[index]) for index in prompt.appended]
+        return compel_embeddings(
+            encoder.tokenizer,
+            encoder.model,
+            encoder.final_layer_norm,
+            _compel_weighted_mentions(prompt, placeholders),
+            appended,
+            " ".join([prompt.text, *(placeholders.of(index) for index in prompt.appended)]).strip(),
+            placeholders.pattern(),
+            rows,
+            returned_embeddings(self.family, clip_skip),
+            pooled=encoder.tensor == "clip_g",
+        )
 
     def _select_layer(self, encoder: _Encoder, output: object, clip_skip: int) -> torch.Tensor:
-        """SD 1.x: the last layer (or an earlier one, final-normalised); SDXL: the penultimate, diffusers' way."""
-        skip = max(0, clip_skip - 1)
+        """SD 1.x: the last layer, or with clip skip 2 the penultimate, final-normalised (A1111, ComfyUI, diffusers).
+        SDXL: always the penultimate, not normalised — what A1111 (which ignores clip skip on SDXL) and ComfyUI
+        (whose "clip skip 2" is SDXL's default) give; diffusers' clip_skip would go one layer further."""
         hidden_states = output.hidden_states  # type: ignore[attr-defined]
         if self.family == "sdxl":
-            return hidden_states[-(2 + skip)]
-        if skip == 0:
+            return hidden_states[-2]
+        if clip_skip <= 1:
             return output.last_hidden_state  # type: ignore[attr-defined]
-        return encoder.final_layer_norm(hidden_states[-(1 + skip)])
+        return encoder.final_layer_norm(hidden_states[-clip_skip])
+
+
+@dataclass(frozen=True)
+class SidePrompt:
+    """One side of a job: its text with placeholders, its embeddings' weights, and those it does not name."""
+
+    text: str
+    weights: dict[int, float]
+    appended: list[int]
+
+
+def _compel_weighted(placeholder: str, weight: float) -> str:
+    # Fixed-point, never "1e-05": compel's grammar reads plain decimals only.
+    return placeholder if weight == 1 else f"({placeholder}){format(weight, '.10f').rstrip('0').rstrip('.')}"
+
+
+def _compel_weighted_mentions(prompt: SidePrompt, placeholders: Placeholders) -> str:
+    """In compel's syntax a named embedding's own weight wraps its placeholder, so the prompt's weight multiplies it."""
+    return placeholders.pattern().sub(lambda match: _compel_weighted(match.group(0), prompt.weights[int(match.group(1))]), prompt.text)
+
+
+def _concatenated(parts: list[torch.Tensor]) -> torch.Tensor:
+    """SDXL's two encoders side by side; both read the same tokens, so their lengths match (checked)."""
+    lengths = {part.shape[1] for part in parts}
+    if len(lengths) != 1:
+        raise ValueError(f"the text encoders gave sequences of different lengths: {sorted(lengths)}")
+    return torch.cat(parts, dim=-1)
+
+
+def same_length(positive: torch.Tensor, negative: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Both sides repeated to the least common multiple of their lengths, as ComfyUI does: attention over a
+    sequence repeated k times is attention over the sequence, so neither side's prediction changes (padding with
+    encoded empty windows would change it)."""
+    p, n = positive.shape[1], negative.shape[1]
+    if p == n:
+        return positive, negative
+    length = math.lcm(p, n)
+    return positive.repeat(1, length // p, 1), negative.repeat(1, length // n, 1)
 
 
 def apply_emphasis(hidden: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:

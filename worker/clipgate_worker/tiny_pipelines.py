@@ -9,6 +9,8 @@ are noise. Weights are drawn from a fixed torch seed, so every build is identica
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import torch
 from diffusers import (
     AutoencoderKL,
@@ -24,6 +26,7 @@ from .conditioning_types import Family
 from .tiny_tokenizer import MODEL_MAX_LENGTH, build_tiny_tokenizer
 
 SEED = 0xC11B
+TextEncoder = TypeVar("TextEncoder", CLIPTextModel, CLIPTextModelWithProjection)
 CLIP_L_WIDTH = 768
 CLIP_G_WIDTH = 1280
 #: SDXL's pooled projection, shrunk (the real one is 1280); only the UNet's added embedding reads it.
@@ -52,7 +55,7 @@ def _sd1() -> StableDiffusionPipeline:
     tokenizer = build_tiny_tokenizer()
     return StableDiffusionPipeline(
         vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config(tokenizer, CLIP_L_WIDTH)),
+        text_encoder=with_trained_statistics(CLIPTextModel(_text_config(tokenizer, CLIP_L_WIDTH))),
         tokenizer=tokenizer,
         unet=_unet(cross_attention_dim=CLIP_L_WIDTH),
         scheduler=_scheduler(),
@@ -67,8 +70,8 @@ def _sdxl() -> StableDiffusionXLPipeline:
     tokenizer_2 = build_tiny_tokenizer(pad_token="!")
     return StableDiffusionXLPipeline(
         vae=_vae(),
-        text_encoder=CLIPTextModel(_text_config(tokenizer, CLIP_L_WIDTH)),
-        text_encoder_2=CLIPTextModelWithProjection(_text_config(tokenizer_2, CLIP_G_WIDTH, PROJECTION_DIM)),
+        text_encoder=with_trained_statistics(CLIPTextModel(_text_config(tokenizer, CLIP_L_WIDTH))),
+        text_encoder_2=with_trained_statistics(CLIPTextModelWithProjection(_text_config(tokenizer_2, CLIP_G_WIDTH, PROJECTION_DIM))),
         tokenizer=tokenizer,
         tokenizer_2=tokenizer_2,
         unet=_unet(
@@ -81,6 +84,24 @@ def _sdxl() -> StableDiffusionXLPipeline:
         force_zeros_for_empty_prompt=True,
         add_watermarker=False,
     )
+
+
+def with_trained_statistics(encoder: TextEncoder) -> TextEncoder:
+    """LayerNorms and position embeddings as training leaves them, not as initialisation does.
+
+    With LayerNorm's identity affine every normalised position has mean 0, and zero-mean position embeddings
+    keep the residual stream's mean near 0 too, so a window's mean is rounding noise and A1111's mean restore
+    divides noise by noise: emphasis tests would pass whatever the code did. Drawn LayerNorm weights, a bias
+    with a mean of its own and offset position embeddings give every layer's windows a mean far from zero."""
+    with torch.no_grad():
+        for module in encoder.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.weight.copy_(1 + 0.3 * torch.randn_like(module.weight))
+                module.bias.copy_(0.2 + 0.3 * torch.randn_like(module.bias))
+        # CLIPTextModel has it at embeddings.…, CLIPTextModelWithProjection at text_model.embeddings.…
+        positions = next(module for name, module in encoder.named_modules() if name.endswith("position_embedding")).weight
+        positions.add_(0.3 + 0.1 * torch.randn_like(positions))
+    return encoder
 
 
 def _text_config(tokenizer: CLIPTokenizer, width: int, projection_dim: int = PROJECTION_DIM) -> CLIPTextConfig:

@@ -13,9 +13,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Iterable
 
-
-class SlotsExhausted(Exception):
-    """More vectors are needed at once than the table has slots."""
+from .errors import EmbeddingSlotsExhausted
 
 
 class SlotTable:
@@ -36,7 +34,7 @@ class SlotTable:
     def allocate(self, sha256: str, count: int, pinned: Iterable[str]) -> list[int]:
         """Slots for a new embedding, evicting the least recently used ones not in ``pinned``."""
         if count > self.capacity:
-            raise SlotsExhausted(f"an embedding of {count} vectors does not fit in {self.capacity} slots")
+            raise EmbeddingSlotsExhausted(f"an embedding of {count} vectors does not fit in {self.capacity} slots")
         keep = set(pinned)
         for victim in list(self._resident):
             if len(self._free) >= count:
@@ -44,7 +42,7 @@ class SlotTable:
             if victim not in keep:
                 self._free.extend(self._resident.pop(victim))
         if len(self._free) < count:
-            raise SlotsExhausted(f"{count} more slots are needed but only {len(self._free)} are free while this job's embeddings stay resident")
+            raise EmbeddingSlotsExhausted(f"{count} more slots are needed but only {len(self._free)} are free while this job's embeddings stay resident")
         slots = [self._free.pop() for _ in range(count)]
         return slots
 

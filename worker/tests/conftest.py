@@ -55,6 +55,17 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture(scope="session")
+def sd1():
+    """A tiny SD 1.5 pipeline; tests that change its text side work on a copy."""
+    return build_tiny_pipeline("sd1")
+
+
+@pytest.fixture(scope="session")
+def sdxl():
+    return build_tiny_pipeline("sdxl")
+
+
+@pytest.fixture(scope="session")
 def tiny_models() -> ModelRegistry:
     """Tiny real pipelines with the real Generator, shared by the session like a long-running worker's."""
     return ModelRegistry(

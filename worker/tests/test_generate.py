@@ -35,6 +35,7 @@ def job(**overrides):
         number_results=1,
         output_format="PNG",
         output_quality=95,
+        prompt_weighting=None,
     )
     fields.update(overrides)
     return SimpleNamespace(**fields)
@@ -109,3 +110,12 @@ def test_output_quality_is_applied_to_lossy_formats(sd1_generator, output_format
 
 def test_output_quality_does_not_touch_png(sd1_generator):
     assert sd1_generator.run(job(output_format="PNG", output_quality=20), [], no_progress)[0].data == sd1_generator.run(job(output_format="PNG"), [], no_progress)[0].data
+
+
+def test_prompt_weighting_reaches_the_image(sd1_generator):
+    prompt = "a (lighthouse:1.4) at [dusk]"
+    literal = sd1_generator.run(job(positive_prompt=prompt), [], no_progress)[0].data
+    weighted = sd1_generator.run(job(positive_prompt=prompt, prompt_weighting="sdEmbeds"), [], no_progress)[0].data
+    compel = sd1_generator.run(job(positive_prompt="a (lighthouse)1.4 at dusk-", prompt_weighting="compel"), [], no_progress)[0].data
+    assert len({literal, weighted, compel}) == 3
+    assert sd1_generator.run(job(positive_prompt=prompt, prompt_weighting="sdEmbeds"), [], no_progress)[0].data == weighted

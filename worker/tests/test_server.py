@@ -44,7 +44,7 @@ def test_health_reports_models_families_capacity_and_what_is_loaded(start_worker
         "models": [{"air": SD1_AIR, "family": "sd1", "loaded": False}, {"air": SDXL_AIR, "family": "sdxl", "loaded": False}],
         "maxConcurrency": 3,
         "load": {"running": 0, "queued": 0},
-        "capabilities": ["outputQuality"],
+        "capabilities": ["outputQuality", "promptWeighting", "embeddingMentions"],
     }
     assert client.submit(job_body()).last["event"] == "result"
     assert [model["loaded"] for model in client.health()["models"]] == [True, False]

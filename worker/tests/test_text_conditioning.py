@@ -8,29 +8,15 @@ import hashlib
 import pytest
 import torch
 
+from conditioning_reference import a1111_encode, with_textual_inversions
+from worker_support import random_embedding
+
 from clipgate_worker.conditioning_types import LoadedEmbedding, PlacedEmbedding
-from clipgate_worker.errors import EmbeddingShapeMismatch
+from clipgate_worker.errors import EmbeddingFileInvalid, EmbeddingShapeMismatch, EmbeddingSlotsExhausted
 from clipgate_worker.text_conditioning import CHUNK_TOKENS, WINDOW, TextConditioner, apply_emphasis
-from clipgate_worker.tiny_pipelines import build_tiny_pipeline
 
 
-def embedding(family: str, count: int, seed: int) -> LoadedEmbedding:
-    generator = torch.Generator().manual_seed(seed)
-    vectors = {"clip_l": torch.randn(count, 768, generator=generator)}
-    if family == "sdxl":
-        vectors["clip_g"] = torch.randn(count, 1280, generator=generator)
-    sha256 = hashlib.sha256(f"{family}-{count}-{seed}".encode()).hexdigest()
-    return LoadedEmbedding(sha256=sha256, family=family, vectors=vectors)  # type: ignore[arg-type]
-
-
-@pytest.fixture(scope="module")
-def sd1():
-    return build_tiny_pipeline("sd1")
-
-
-@pytest.fixture(scope="module")
-def sdxl():
-    return build_tiny_pipeline("sdxl")
+embedding = random_embedding
 
 
 def fresh(pipeline, family, slots=64):
@@ -204,3 +190,149 @@ def test_an_embedding_never_straddles_two_windows(sd1):
     # The second window holds the whole embedding, exactly as a window of the embedding alone would.
     alone = conditioner.encode("", "", [PlacedEmbedding(emb, 1.0, "positive")])
     torch.testing.assert_close(conditioning.prompt_embeds[:, WINDOW:], alone.prompt_embeds, rtol=0, atol=1e-5)
+
+
+# --- Conventions users know from A1111 and ComfyUI (issue 11). Each would fail on the worker before it. ---
+
+
+def reference_side(reference, family: str, prompt: str, clip_skip: int = 0) -> torch.Tensor:
+    """A side as A1111 encodes it: both SDXL encoders side by side, bigG padded with id 0 after the end token."""
+    first, _ = a1111_encode(reference, prompt, clip_skip)
+    if family != "sdxl":
+        return first
+    second, _ = a1111_encode(reference, prompt, clip_skip, pad_after_end=0, second=True)
+    return torch.cat([first, second], dim=-1)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+@pytest.mark.parametrize(
+    ("prompt", "reference_prompt"),
+    [
+        ("a (red:1.3) barn, [foggy] morning, ((old)) wood", None),
+        ("portrait BREAK (soft light:0.8) BREAK \\(studio\\)", None),
+        ("(easynegative:1.2), blurry, [low quality]", "(embref0:1.2), blurry, [low quality]"),
+    ],
+)
+def test_sd_embeds_weighting_matches_a1111(family, prompt, reference_prompt, request):
+    pipeline, conditioner = fresh(request.getfixturevalue(family), family)
+    emb = embedding(family, 3, 21)
+    reference = with_textual_inversions(pipeline, family, {"embref0": emb})
+    placed = [PlacedEmbedding(emb, 1.0, "positive", ("easynegative",))] if reference_prompt else []
+    conditioning = conditioner.encode(prompt, "", placed, 0, "sdEmbeds")
+    expected = reference_side(reference, family, reference_prompt or prompt)
+    assert conditioning.prompt_embeds.shape == expected.shape
+    torch.testing.assert_close(conditioning.prompt_embeds, expected, rtol=0, atol=1e-5)
+    # Not by accident: the same prompt read literally is another conditioning.
+    literal = conditioner.encode(prompt, "", placed)
+    assert (literal.prompt_embeds.shape != expected.shape) or (literal.prompt_embeds - expected).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_a_trigger_word_in_the_prompt_is_where_the_vectors_go_and_they_are_not_appended(family, request):
+    pipeline, conditioner = fresh(request.getfixturevalue(family), family)
+    emb = embedding(family, 2, 22)
+    reference = with_textual_inversions(pipeline, family, {"embref0": emb})
+    conditioning = conditioner.encode("a cat", "easynegative, blurry, watermark", [PlacedEmbedding(emb, 1.0, "negative", ("easynegative",))])
+    expected = reference_side(reference, family, "embref0, blurry, watermark")
+    torch.testing.assert_close(conditioning.negative_prompt_embeds, expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("family", ["sd1", "sdxl"])
+def test_a_prompt_weight_and_the_embedding_weight_multiply(family, request):
+    pipeline, conditioner = fresh(request.getfixturevalue(family), family)
+    emb = embedding(family, 2, 23)
+    reference = with_textual_inversions(pipeline, family, {"embref0": emb})
+    weighted = conditioner.encode("(easynegative:1.2), blurry", "", [PlacedEmbedding(emb, 1.5, "positive", ("easynegative",))], 0, "sdEmbeds")
+    torch.testing.assert_close(weighted.prompt_embeds, reference_side(reference, family, "(embref0:1.8), blurry"), rtol=0, atol=1e-5)
+    literal = conditioner.encode("easynegative, blurry", "", [PlacedEmbedding(emb, 1.5, "positive", ("easynegative",))])
+    torch.testing.assert_close(literal.prompt_embeds, reference_side(reference, family, "(embref0:1.5), blurry"), rtol=0, atol=1e-5)
+
+
+def test_the_marker_places_an_embedding_and_one_not_named_follows_the_text(sd1):
+    pipeline, conditioner = fresh(sd1, "sd1")
+    named, other = embedding("sd1", 2, 24), embedding("sd1", 1, 25)
+    reference = with_textual_inversions(pipeline, "sd1", {"embref0": named, "embrefb": other})
+    marker = "<embedding:civitai:7808@9208>"
+    conditioning = conditioner.encode(
+        f"{marker} portrait, detailed", "", [PlacedEmbedding(named, 1.0, "positive", (marker,)), PlacedEmbedding(other, 1.0, "positive")]
+    )
+    torch.testing.assert_close(conditioning.prompt_embeds, reference_side(reference, "sd1", "embref0 portrait, detailed embrefb"), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("clip_skip", [0, 1, 2])
+def test_sdxl_takes_the_penultimate_layer_whatever_clip_skip_says_as_diffusers_does_without_it(sdxl, clip_skip):
+    pipeline, conditioner = fresh(sdxl, "sdxl")
+    conditioning = conditioner.encode("a lighthouse at dusk", "", [], clip_skip)
+    prompt_embeds, _, pooled, _ = pipeline.encode_prompt("a lighthouse at dusk", device="cpu", do_classifier_free_guidance=False, clip_skip=None)
+    torch.testing.assert_close(conditioning.prompt_embeds, prompt_embeds, rtol=0, atol=1e-5)
+    torch.testing.assert_close(conditioning.pooled_prompt_embeds, pooled, rtol=0, atol=1e-5)
+
+
+def test_sd1_clip_skip_2_is_the_penultimate_layer_normalised_as_a1111(sd1):
+    pipeline, conditioner = fresh(sd1, "sd1")
+    reference = with_textual_inversions(pipeline, "sd1", {})
+    conditioning = conditioner.encode("a lighthouse at dusk", "", [], 2)
+    torch.testing.assert_close(conditioning.prompt_embeds, reference_side(reference, "sd1", "a lighthouse at dusk", clip_skip=2), rtol=0, atol=1e-5)
+
+
+def noise_prediction(pipeline, conditioning: torch.Tensor) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(5)
+    latents = torch.randn(1, 4, 16, 16, generator=generator)
+    with torch.no_grad():
+        return pipeline.unet(latents, 500, encoder_hidden_states=conditioning).sample
+
+
+@pytest.mark.parametrize(("positive_words", "negative_words", "windows"), [(40, 3, 2), (40, 60, 6)])
+def test_the_shorter_side_is_repeated_so_its_prediction_is_what_it_would_be_alone(sd1, positive_words, negative_words, windows):
+    pipeline, conditioner = fresh(sd1, "sd1")
+    positive = " ".join(f"word{index}" for index in range(positive_words))
+    negative = " ".join(f"blurry{index}" for index in range(negative_words))
+    together = conditioner.encode(positive, negative, [])
+    alone = conditioner.encode(negative, negative, [])
+    # 2 and 1 windows, then 2 and 3: both sides become the least common multiple of the two.
+    assert together.negative_prompt_embeds.shape[1] == windows * WINDOW > alone.negative_prompt_embeds.shape[1]
+    assert together.prompt_embeds.shape == together.negative_prompt_embeds.shape
+    torch.testing.assert_close(
+        noise_prediction(sd1, together.negative_prompt_embeds), noise_prediction(sd1, alone.negative_prompt_embeds), rtol=0, atol=1e-5
+    )
+
+
+def test_a_clip_g_window_closed_early_is_padded_with_id_0_after_its_end_token(sdxl):
+    pipeline, conditioner = fresh(sdxl, "sdxl")
+    words = []
+    while len(sdxl.tokenizer(" ".join(words), add_special_tokens=False).input_ids) < CHUNK_TOKENS - 5:
+        words.append(f"word{len(words)}")
+    text = " ".join(words)
+    emb = embedding("sdxl", 8, 26)
+    reference = with_textual_inversions(pipeline, "sdxl", {"embref0": emb})
+    conditioning = conditioner.encode(text, "", [PlacedEmbedding(emb, 1.0, "positive")])
+    assert conditioning.prompt_embeds.shape[1] == 2 * WINDOW
+    torch.testing.assert_close(conditioning.prompt_embeds, reference_side(reference, "sdxl", f"{text} embref0"), rtol=0, atol=1e-5)
+
+
+def test_values_beyond_float16_are_refused_after_the_cast_not_turned_into_nan(sd1):
+    pipeline = copy.copy(sd1)
+    pipeline.text_encoder = copy.deepcopy(sd1.text_encoder).to(torch.float16)
+    conditioner = TextConditioner(pipeline, "sd1", slots=16)
+    vectors = torch.randn(2, 768, generator=torch.Generator().manual_seed(27))
+    vectors[0, 5] = 7e4
+    overflowing = LoadedEmbedding(sha256=hashlib.sha256(b"7e4").hexdigest(), family="sd1", vectors={"clip_l": vectors})
+    with pytest.raises(EmbeddingFileInvalid, match=r"70000.*65504") as refused:
+        conditioner.encode("a cat", "", [PlacedEmbedding(overflowing, 1.0, "positive")])
+    assert refused.value.retryable is False
+    # The same encoder in float16 still encodes what fits.
+    assert torch.isfinite(conditioner.encode("a cat", "", []).prompt_embeds).all()
+
+
+def test_more_vectors_than_slots_is_an_error_of_its_own_that_no_retry_can_fix(sd1):
+    pipeline, conditioner = fresh(sd1, "sd1", slots=16)
+    too_many = [PlacedEmbedding(embedding("sd1", 10, 28), 1.0, "positive"), PlacedEmbedding(embedding("sd1", 10, 29), 1.0, "negative")]
+    with pytest.raises(EmbeddingSlotsExhausted) as exhausted:
+        conditioner.encode("a cat", "", too_many)
+    assert exhausted.value.code == "embeddingSlotsExhausted" and exhausted.value.retryable is False
+
+
+def test_the_tiny_encoders_windows_have_a_mean_far_from_zero_so_emphasis_tests_mean_something(sd1, sdxl):
+    for family, pipeline in (("sd1", sd1), ("sdxl", sdxl)):
+        conditioning = fresh(pipeline, family)[1].encode("a lighthouse on a cliff", "", [])
+        assert abs(float(conditioning.prompt_embeds.mean())) > 0.05

@@ -91,6 +91,16 @@ class FileServer:
         self._httpd.server_close()
 
 
+def random_embedding(family: str, count: int, seed: int) -> LoadedEmbedding:
+    """A loaded embedding of ``count`` random vectors per encoder of the family, named by its parameters."""
+    generator = torch.Generator().manual_seed(seed)
+    vectors = {"clip_l": torch.randn(count, 768, generator=generator)}
+    if family == "sdxl":
+        vectors["clip_g"] = torch.randn(count, 1280, generator=generator)
+    sha256 = hashlib.sha256(f"{family}-{count}-{seed}".encode()).hexdigest()
+    return LoadedEmbedding(sha256=sha256, family=family, vectors=vectors)  # type: ignore[arg-type]
+
+
 def canonical_embedding(family: str, vectors: int = 2, seed: int = 0) -> bytes:
     """A canonical clipgate embedding file: clip_l [n, 768] (sd1), plus clip_g [n, 1280] (sdxl)."""
     generator = torch.Generator().manual_seed(seed)
