@@ -189,6 +189,21 @@ export const errorCatalogue = {
     retryable: false,
     description: "An embedding was trained for another family than the base model's (e.g. SD 1.5 on SDXL).",
   },
+  invalidPromptSyntax: {
+    status: 400,
+    retryable: false,
+    description: 'A prompt does not parse in its promptWeighting syntax (an unbalanced bracket, a weight out of range, a feature workers do not apply); the message gives the character.',
+  },
+  invalidEmbeddingMarker: {
+    status: 400,
+    retryable: false,
+    description: 'A prompt holds `<embedding:AIR>` for an AIR not in embeddings[], or in the prompt its weight does not send it to.',
+  },
+  tooManyEmbeddingVectors: {
+    status: 400,
+    retryable: false,
+    description: "The task's embeddings hold more vectors together than a worker's text encoder has slots for (1,024).",
+  },
   duplicateEmbedding: {
     status: 400,
     retryable: false,
@@ -241,6 +256,11 @@ export const errorCatalogue = {
     status: 422,
     retryable: false,
     description: 'The embedding\'s tensors have a shape no served text encoder takes (vector width, or 0 or more than 75 vectors).',
+  },
+  embeddingValueOutOfRange: {
+    status: 422,
+    retryable: false,
+    description: "The embedding file holds values beyond ±65504, the largest float16: on GPU workers, which run CLIP in float16, they would turn the prompt into NaN.",
   },
   embeddingChecksumMismatch: {
     status: 502,
@@ -352,6 +372,9 @@ export const warningCatalogue = {
   parameterNotApplied: {
     description:
       'A documented Runware field that changes nothing about the image (acceleration, ttl, outputQuality on PNG, …) was taken but not applied; the message says why.',
+  },
+  triggerWordOnOtherSide: {
+    description: "A prompt names an embedding (its trigger word) that its weight's sign sends to the other prompt: the word is encoded as text there, and the embedding is appended to its own prompt.",
   },
   negativeEmbeddingWithoutGuidance: {
     description:

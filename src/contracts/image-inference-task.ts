@@ -15,6 +15,10 @@ export type OutputFormat = (typeof outputFormats)[number];
 /** The formats whose encoder takes a quality; PNG is lossless. */
 export const lossyOutputFormats: ReadonlySet<OutputFormat> = new Set(['JPG', 'WEBP']);
 
+/** Runware's prompt syntaxes: compel's (`word++`, `(words)1.3`, `.blend()`) and A1111's (`(word:1.3)`, `[word]`, `BREAK`). */
+export const promptWeightings = ['compel', 'sdEmbeds'] as const;
+export type PromptWeighting = (typeof promptWeightings)[number];
+
 export const deliveryMethods = ['sync', 'async'] as const;
 export type DeliveryMethod = (typeof deliveryMethods)[number];
 
@@ -39,6 +43,8 @@ export interface ImageInferenceTask {
   seedAsText?: true;
   readonly scheduler: string;
   readonly clipSkip: number;
+  /** Absent: the prompts are taken literally, brackets and all (Runware's default). */
+  promptWeighting?: PromptWeighting;
   readonly numberResults: number;
   readonly outputType: OutputType;
   readonly outputFormat: OutputFormat;

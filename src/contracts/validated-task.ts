@@ -8,5 +8,13 @@ export interface ValidatedTask {
   /** Position in the request, for errors. */
   readonly index: number;
   readonly model: ModelRecord;
-  readonly embeddings: readonly { readonly air: Air; readonly weight: number; readonly record: ModelRecord }[];
+  readonly embeddings: readonly ValidatedEmbedding[];
+}
+
+export interface ValidatedEmbedding {
+  readonly air: Air;
+  readonly weight: number;
+  readonly record: ModelRecord;
+  /** The words of the prompt its weight sends it to that stand for it (trigger words, its marker), as spelled there. */
+  readonly mentions?: readonly string[];
 }

@@ -171,10 +171,13 @@ function resultProblem(images: readonly JobImage[], job: JobRequest): string | u
 
 /** What a worker must advertise to take this job: the job carries those fields only when the task needs them. */
 function requiredCapabilities(job: JobRequest): readonly WorkerCapability[] {
-  if (job.outputQuality === undefined && job.checkNSFW === undefined) return noCapabilities;
+  const mentions = job.embeddings.some((embedding) => embedding.mentions !== undefined);
+  if (job.outputQuality === undefined && job.checkNSFW === undefined && job.promptWeighting === undefined && !mentions) return noCapabilities;
   const required: WorkerCapability[] = [];
   if (job.outputQuality !== undefined) required.push('outputQuality');
   if (job.checkNSFW) required.push('nsfwCheck');
+  if (job.promptWeighting !== undefined) required.push('promptWeighting');
+  if (mentions) required.push('embeddingMentions');
   return required;
 }
 
@@ -184,6 +187,8 @@ const noCapabilities: readonly WorkerCapability[] = [];
 const capabilityUses: Record<WorkerCapability, { parameter: string; use: string }> = {
   outputQuality: { parameter: 'outputQuality', use: 'encode JPG or WEBP at an outputQuality other than 95' },
   nsfwCheck: { parameter: 'checkNSFW', use: 'check images for NSFW content (checkNSFW)' },
+  promptWeighting: { parameter: 'promptWeighting', use: 'read prompt weighting syntax (promptWeighting)' },
+  embeddingMentions: { parameter: 'embeddings', use: "place embeddings where the prompt names them (a trigger word or an <embedding:AIR> marker in the prompt)" },
 };
 
 /** 50–150 ms, doubling per attempt: enough to let a restarting worker's neighbours take over. */
@@ -265,7 +270,7 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
     clipSkip: task.clipSkip,
     numberResults: task.numberResults,
     outputFormat: task.outputFormat,
-    embeddings: validated.embeddings.flatMap(({ air, weight, record }) =>
+    embeddings: validated.embeddings.flatMap(({ air, weight, record, mentions }) =>
       // Weight 0 has no effect (the client was warned); sending it would only cost the worker a lookup.
       record.file && weight !== 0 && acceptsEmbeddings(record.family)
         ? [
@@ -277,6 +282,7 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
               placement: weight > 0 ? ('positive' as const) : ('negative' as const),
               vectors: record.file.vectors,
               family: record.family,
+              ...(mentions && { mentions: [...mentions] }),
             },
           ]
         : [],
@@ -285,5 +291,6 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
   // Capability fields only where the task needs them (requiredCapabilities); a worker takes 95 by default.
   if (task.outputQuality !== OUTPUT_QUALITY.default && lossyOutputFormats.has(task.outputFormat)) job.outputQuality = task.outputQuality;
   if (task.checkNSFW) job.checkNSFW = true;
+  if (task.promptWeighting) job.promptWeighting = task.promptWeighting;
   return job;
 }

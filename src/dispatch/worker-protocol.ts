@@ -1,8 +1,8 @@
 import { z } from 'zod';
 import { embeddingFamilyNames } from '../contracts/families.js';
-import { outputFormats } from '../contracts/image-inference-task.js';
+import { outputFormats, promptWeightings } from '../contracts/image-inference-task.js';
 import { SEED_MAX } from '../contracts/seed.js';
-import { OUTPUT_QUALITY } from '../contracts/task-limits.js';
+import { EMBEDDING_VECTORS_PER_TASK, MAX_MENTION_LENGTH, MAX_MENTIONS, OUTPUT_QUALITY } from '../contracts/task-limits.js';
 
 /**
  * Worker protocol v1: what the gateway and a GPU worker say to each other (DESIGN §6). These schemas are
@@ -23,9 +23,12 @@ export const WORKER_PROTOCOL_VERSION = 'clipgate-worker/1';
  * fields of a capability only when the task needs it, and then goes only to workers that advertise it, so no
  * worker is sent what it would ignore (DESIGN §6).
  * - `outputQuality`: encodes JPG and WEBP at the job's `outputQuality` (without it, workers use 95);
- * - `nsfwCheck`: runs an NSFW classifier on each image when the job says `checkNSFW`, and reports `nsfw`.
+ * - `nsfwCheck`: runs an NSFW classifier on each image when the job says `checkNSFW`, and reports `nsfw`;
+ * - `promptWeighting`: reads the prompts in the job's `promptWeighting` syntax (`sdEmbeds`, `compel`);
+ * - `embeddingMentions`: places an embedding's vectors where its side's prompt names it (`mentions`),
+ *   instead of after the prompt.
  */
-export const workerCapabilities = ['outputQuality', 'nsfwCheck'] as const;
+export const workerCapabilities = ['outputQuality', 'nsfwCheck', 'promptWeighting', 'embeddingMentions'] as const;
 export type WorkerCapability = (typeof workerCapabilities)[number];
 
 /** Families a worker can inject embeddings for. Base models may be of any family a worker serves. */
@@ -79,8 +82,18 @@ export const jobEmbeddingSchema = z
     placement: z.enum(['positive', 'negative']),
     vectors: z.int().min(1).max(75),
     family: embeddingFamily,
+    mentions: z
+      .array(z.string().min(1).max(MAX_MENTION_LENGTH))
+      .max(MAX_MENTIONS)
+      .optional()
+      .meta({
+        description:
+          'Capability `embeddingMentions`: words of the prompt of `placement` that stand for this embedding (trigger words, its `<embedding:AIR>` marker). The worker puts the vectors at each occurrence — case-insensitive, with no letter, digit or `_` right before or after — and does not append them. Absent: after the prompt.',
+      }),
   })
-  ;
+  .meta({
+    description: `An embedding of the job. Every worker reserves at least ${EMBEDDING_VECTORS_PER_TASK} slots per text encoder: the gateway never sends a job whose embeddings hold more vectors together.`,
+  });
 
 export const jobRequestSchema = z
   .object({
@@ -104,6 +117,10 @@ export const jobRequestSchema = z
       .optional()
       .meta({ description: 'Capability `outputQuality`: the JPG or WEBP encoder quality. Absent: 95.' }),
     checkNSFW: z.literal(true).optional().meta({ description: 'Capability `nsfwCheck`: classify each image and report `nsfw` with it.' }),
+    promptWeighting: z
+      .enum(promptWeightings)
+      .optional()
+      .meta({ description: 'Capability `promptWeighting`: the prompts are in A1111 syntax (`sdEmbeds`) or compel syntax (`compel`). Absent: plain text.' }),
     embeddings: z.array(jobEmbeddingSchema),
   })
   ;

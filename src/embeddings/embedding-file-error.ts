@@ -7,9 +7,10 @@
  * - tooLarge: it exceeds a resource cap (inflated bytes, archive entries, header or pickle size, unpickler
  *   stack or memo) — a zip bomb ends here;
  * - unsupportedShape: a well-formed file whose tensors are not a textual inversion clipgate serves (wrong
- *   width, vector count, tensor names or dtype).
+ *   width, vector count, tensor names or dtype);
+ * - valueOutOfRange: finite values too large for float16, the precision GPU workers run CLIP in.
  */
-export type EmbeddingFileProblem = 'unparseable' | 'unsafe' | 'tooLarge' | 'unsupportedShape';
+export type EmbeddingFileProblem = 'unparseable' | 'unsafe' | 'tooLarge' | 'unsupportedShape' | 'valueOutOfRange';
 
 /** Messages say what was expected and what was found; they never carry the file's bytes. */
 export class EmbeddingFileError extends Error {

@@ -5,6 +5,9 @@
  * byte-order check).
  */
 
+/** The largest finite float16, 65504: (2 − 2^−10) × 2^15. */
+export const FLOAT16_MAX = 65504;
+
 export const floatDtypes = ['F32', 'F16', 'BF16', 'F64'] as const;
 export type FloatDtype = (typeof floatDtypes)[number];
 

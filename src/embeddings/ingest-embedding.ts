@@ -107,6 +107,7 @@ const fileProblemCodes = {
   unsafe: 'embeddingFileUnsafe',
   tooLarge: 'embeddingFileTooLarge',
   unsupportedShape: 'unsupportedEmbeddingShape',
+  valueOutOfRange: 'embeddingValueOutOfRange',
 } as const satisfies Record<EmbeddingFileError['problem'], ErrorCode>;
 
 function tooLargeMessage(name: string, size: number, max: number): string {

@@ -1,7 +1,7 @@
 import type { EmbeddingFileFormat } from '../contracts/model-record.js';
 import { classifyEmbedding, type EmbeddingFileFamily, type EmbeddingSlot, type FoundTensor } from './embedding-layout.js';
 import { EmbeddingFileError } from './embedding-file-error.js';
-import { floatDtypeBytes, isFloatDtype, toFloat32 } from './float-conversion.js';
+import { FLOAT16_MAX, floatDtypeBytes, isFloatDtype, toFloat32 } from './float-conversion.js';
 import { unpickle } from './restricted-unpickler.js';
 import { looksLikeSafetensors, readSafetensors } from './safetensors-reader.js';
 import { quoteUntrusted } from './quote-untrusted.js';
@@ -104,9 +104,32 @@ async function classifyAndRead(format: EmbeddingFileFormat, found: readonly Foun
     if (bad >= 0) {
       throw new EmbeddingFileError('unparseable', `tensor ${slot} holds a non-finite value (${values[bad]}) at element ${bad}; an embedding is finite numbers`);
     }
+    refuseBeyondFloat16(slot, values);
     tensors[slot] = { shape: [layout.vectors, width], values };
   }
   return { format, family: layout.family, vectors: layout.vectors, tensors };
+}
+
+/**
+ * Workers run CLIP in float16, where a value past 65504 becomes infinite and A1111's mean restore turns the
+ * whole conditioning into NaN, at any weight. Such a file passes a float32 check and must not pass this one.
+ */
+function refuseBeyondFloat16(slot: string, values: ArrayLike<number>): void {
+  let largest = 0;
+  let at = -1;
+  for (let index = 0; index < values.length; index++) {
+    const magnitude = Math.abs(values[index] ?? 0);
+    if (magnitude > largest) {
+      largest = magnitude;
+      at = index;
+    }
+  }
+  if (largest > FLOAT16_MAX) {
+    throw new EmbeddingFileError(
+      'valueOutOfRange',
+      `tensor ${slot} holds ${values[at]} at element ${at}, beyond ±${FLOAT16_MAX}, the largest float16; GPU workers run the text encoder in float16, where it would become infinite and the prompt NaN`,
+    );
+  }
 }
 
 function startsWith(bytes: Uint8Array, prefix: readonly number[]): boolean {

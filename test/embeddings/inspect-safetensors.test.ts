@@ -132,6 +132,17 @@ describe('inspectEmbeddingFile on safetensors', () => {
     expect(error.message).toMatch(/non-finite value .* at element 777/);
   });
 
+  it('refuses finite float32 values that float16 cannot hold, naming the value and the limit', async () => {
+    const values = randomVectors(2, 768, 22);
+    values[300] = -7e4;
+    const error = await refusal(kohyaSafetensorsFile(values, 2, 768));
+    expect(error.problem).toBe('valueOutOfRange');
+    expect(error.message).toMatch(/-70000 at element 300, beyond ±65504, the largest float16/);
+    // The largest float16 itself fits.
+    values[300] = 65504;
+    await expect(inspectEmbeddingFile(kohyaSafetensorsFile(values, 2, 768))).resolves.toMatchObject({ vectors: 2 });
+  });
+
   it('refuses an F16 infinity', async () => {
     const values = randomVectors(1, 768, 21);
     values[5] = 1e6; // beyond half precision's 65504: stored as +Inf

@@ -16,7 +16,7 @@ const gateways: TestGateway[] = [];
 
 beforeAll(async () => {
   registry = await startFakeRegistry();
-  registry.addModelVersion({ modelId: 7808, versionId: 9208, type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'easynegative.safetensors', bytes: kohyaSafetensorsFile(randomVectors(8, 768, 1), 8, 768) }] });
+  registry.addModelVersion({ modelId: 7808, versionId: 9208, type: 'TextualInversion', baseModel: 'SD 1.5', trainedWords: ['easynegative'], files: [{ name: 'easynegative.safetensors', bytes: kohyaSafetensorsFile(randomVectors(8, 768, 1), 8, 768) }] });
   registry.addModelVersion({ modelId: 5555, versionId: 6666, type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.pt.safetensors', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 2), 2, 768) }] });
 });
 
@@ -319,6 +319,37 @@ describe('worker capabilities', () => {
     for (let round = 0; round < 24; round++) await post(app, [task({ outputFormat: round % 2 ? 'PNG' : 'JPG', outputQuality: round % 2 ? 40 : 95 })]);
     expect(plain!.stats.jobs()).toBeGreaterThan(0);
     for (const job of [...plain!.receivedJobs, ...encoder!.receivedJobs.slice(1)]) expect(job.outputQuality).toBeUndefined();
+  });
+});
+
+describe('conditioning capabilities', () => {
+  it('sends promptWeighting and the words that name an embedding only to workers that read them', async () => {
+    const [plain] = await fleet(1);
+    const [reader] = await fleet(1, { capabilities: ['promptWeighting', 'embeddingMentions'] });
+    const { app } = await gateway([plain!, reader!]);
+    const named = task({ promptWeighting: 'sdEmbeds', positivePrompt: 'a (lighthouse:1.2)', negativePrompt: '(EasyNegative:1.3), blurry', embeddings: [{ model: 'civitai:7808@9208', weight: -1 }] });
+    expect((await post(app, [named])).status).toBe(200);
+    expect(reader!.receivedJobs.at(-1)).toMatchObject({
+      promptWeighting: 'sdEmbeds',
+      negativePrompt: '(EasyNegative:1.3), blurry',
+      embeddings: [{ air: 'civitai:7808@9208', placement: 'negative', weight: 1, mentions: ['easynegative'] }],
+    });
+    // A prompt that names nothing needs neither: any worker takes it, and none is sent the fields.
+    for (let round = 0; round < 24; round++) await post(app, [task({ embeddings: [{ model: 'civitai:7808@9208', weight: -1 }] })]);
+    expect(plain!.stats.jobs()).toBeGreaterThan(0);
+    for (const job of [...plain!.receivedJobs, ...reader!.receivedJobs.slice(1)]) {
+      expect(job.promptWeighting).toBeUndefined();
+      expect(job.embeddings[0]?.mentions).toBeUndefined();
+    }
+  });
+
+  it('answers with a clear retryable error, naming the field, when no worker can honour it — never an image without it', async () => {
+    const [plain] = await fleet(1, { capabilities: ['promptWeighting'] });
+    const { app } = await gateway([plain!]);
+    const { status, body } = await post(app, [task({ negativePrompt: 'easynegative', embeddings: [{ model: 'civitai:7808@9208', weight: -1 }] })]);
+    expect(status).toBe(503);
+    expect(body.errors[0]).toMatchObject({ code: 'noAvailableWorker', parameter: 'embeddings', retryable: true, message: expect.stringContaining('where the prompt names them') });
+    expect(plain!.stats.jobs()).toBe(0);
   });
 });
 

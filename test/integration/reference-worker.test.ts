@@ -32,7 +32,7 @@ beforeAll(async () => {
   }
   [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
   registry.addModelVersion({ modelId: 6001, versionId: 7001, name: 'Style', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: kohyaSafetensorsFile(randomVectors(3, 768, 41), 3, 768) }] });
-  registry.addModelVersion({ modelId: 6002, versionId: 7002, name: 'Negative', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'negative.pt', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 42), 2, 768) }] });
+  registry.addModelVersion({ modelId: 6002, versionId: 7002, name: 'Negative', type: 'TextualInversion', baseModel: 'SD 1.5', trainedWords: ['negtrig'], files: [{ name: 'negative.pt', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 42), 2, 768) }] });
 
   const [gatewayPort, workerPort] = [await freePort(), await freePort()];
   worker = spawn(python, ['-m', 'clipgate_worker'], {
@@ -153,5 +153,21 @@ describe('gateway and the reference worker', () => {
     const nsfw = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([{ ...jpeg(95), checkNSFW: true }]) });
     expect(nsfw.statusCode).toBe(503);
     expect(readTaskResponse(nsfw.body).errors[0]).toMatchObject({ code: 'noAvailableWorker', parameter: 'checkNSFW', retryable: true });
+  });
+
+  it('reads prompt weighting and puts an embedding where its trigger word stands: each changes the image, each exactly again', async () => {
+    const image = async (overrides: Record<string, unknown>) => {
+      const task = { taskType: 'imageInference', taskUUID: randomUUID(), model: 'civitai:4384@128713', width: 128, height: 128, steps: 2, seed: 5, outputType: 'base64Data', outputFormat: 'PNG', positivePrompt: 'a (red:1.4) barn', negativePrompt: 'blurry', embeddings: [{ model: 'civitai:6002@7002', weight: -1 }], ...overrides };
+      const response = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([task]) });
+      expect(response.statusCode, response.body).toBe(200);
+      return String(readTaskResponse(response.body).data[0]?.imageBase64Data);
+    };
+    const literal = await image({});
+    const weighted = await image({ promptWeighting: 'sdEmbeds' });
+    const compel = await image({ promptWeighting: 'compel', positivePrompt: 'a (red)1.4 barn' });
+    const inPlace = await image({ negativePrompt: 'negtrig, blurry' });
+    expect(new Set([literal, weighted, compel, inPlace]).size).toBe(4);
+    expect(await image({ promptWeighting: 'sdEmbeds' })).toBe(weighted);
+    expect(await image({ negativePrompt: 'negtrig, blurry' })).toBe(inPlace);
   });
 });

@@ -197,8 +197,13 @@ function imagesOf(job: JobRequest, pngBytes: number): JobImage[] {
   });
 }
 
-/** The capability fields a job carries, by the capability that reads them. */
-const capabilityFields: Record<WorkerCapability, keyof JobRequest> = { outputQuality: 'outputQuality', nsfwCheck: 'checkNSFW' };
+/** The capability fields a job carries, by the capability that reads them: where each is, and whether the job has it. */
+const capabilityFields: Record<WorkerCapability, { field: string; carried: (job: JobRequest) => boolean }> = {
+  outputQuality: { field: 'outputQuality', carried: (job) => job.outputQuality !== undefined },
+  nsfwCheck: { field: 'checkNSFW', carried: (job) => job.checkNSFW !== undefined },
+  promptWeighting: { field: 'promptWeighting', carried: (job) => job.promptWeighting !== undefined },
+  embeddingMentions: { field: 'embeddings[].mentions', carried: (job) => job.embeddings.some((embedding) => embedding.mentions !== undefined) },
+};
 
 function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string {
   return error.issues
@@ -348,11 +353,11 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       return;
     }
     const job = parsed.data;
-    const unknownField = (Object.entries(capabilityFields) as [WorkerCapability, keyof JobRequest][]).find(
-      ([capability, field]) => job[field] !== undefined && !capabilities.has(capability),
+    const unknownField = (Object.entries(capabilityFields) as [WorkerCapability, (typeof capabilityFields)[WorkerCapability]][]).find(
+      ([capability, { carried }]) => carried(job) && !capabilities.has(capability),
     );
     if (unknownField) {
-      sendError(response, 400, { code: 'invalidJob', message: `Not a JobRequest: ${unknownField[1]}: unknown field.`, retryable: false });
+      sendError(response, 400, { code: 'invalidJob', message: `Not a JobRequest: ${unknownField[1].field}: unknown field.`, retryable: false });
       return;
     }
     // Refusals the job cannot fix by waiting come first, then the worker's state.

@@ -44,7 +44,7 @@ export function parseCommonTask(raw: Record<string, unknown>): ImageInferenceTas
   const modelAir = airOf(model);
   if (!modelAir || !isDimension(width) || !isDimension(height)) return undefined;
   if (seed !== undefined && !(Number.isSafeInteger(seed) && (seed as number) >= 0)) return undefined;
-  if (raw['webhookURL'] !== undefined) return undefined;
+  if (raw['webhookURL'] !== undefined || raw['promptWeighting'] !== undefined) return undefined;
 
   const steps = intOr(raw['steps'], STEPS);
   const CFGScale = numberOr(raw['CFGScale'], CFG_SCALE);

@@ -36,9 +36,9 @@ export function separateRunwareFields(raw: Record<string, unknown>, details: Err
       continue;
     }
     if (key === PROMPT_WEIGHTING_SWITCH) {
-      if (value === false) continue;
-      if (value === true) errors.push(unsupported(key, 'prompt weighting syntax', 'send the prompt as plain text; weight embeddings with their weight field', details));
-      else errors.push(createError('invalidParameter', `${key} must be a boolean; got ${describe(value)}.`, { ...details, parameter: key }));
+      // An explicit promptWeighting wins: usePromptWeighting predates the choice.
+      if (value === true && raw['promptWeighting'] === undefined) task['promptWeighting'] = 'compel';
+      else if (typeof value !== 'boolean') errors.push(createError('invalidParameter', `${key} must be a boolean; got ${describe(value)}.`, { ...details, parameter: key }));
       continue;
     }
     if (key === SAFETY_FIELD) {

@@ -43,7 +43,6 @@ export const unsupportedFeatures: Readonly<Record<string, FeatureRefusal>> = {
   ultralytics: { feature: 'face and hand detailing (ultralytics)', instead: 'send the task without it' },
   advancedFeatures: { feature: 'advanced features (layer diffusion, regional prompting, watermarks, …)', instead: 'send the task without it' },
   uploadEndpoint: { feature: 'uploading results to your own endpoint', instead: 'take the images from imageURL, or ask for base64Data' },
-  promptWeighting: { feature: 'prompt weighting syntax (compel, sdEmbeds)', instead: 'send the prompt as plain text; weight embeddings with their weight field' },
 };
 
 /** Documented fields that change nothing about which image is made: taken, with a parameterNotApplied warning. */
@@ -55,7 +54,7 @@ export const fieldsNotApplied: Readonly<Record<string, string>> = {
   ttl: 'stored images are kept for the operator\'s IMAGE_TTL_SECONDS, whatever a task asks',
 };
 
-/** `usePromptWeighting` (deprecated by Runware): false asks for nothing and is taken; true is promptWeighting. */
+/** `usePromptWeighting` (deprecated by Runware, from before sdEmbeds existed): false asks for nothing; true is promptWeighting "compel". */
 export const PROMPT_WEIGHTING_SWITCH = 'usePromptWeighting';
 
 /** Runware's newer spelling of checkNSFW lives in `safety`; only `checkContent` is taken from it. */

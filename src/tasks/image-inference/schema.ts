@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { airFormatHint, parseAir, type Air, AIR_MAX_LENGTH, AIR_PATTERN } from '../../contracts/air.js';
-import { deliveryMethods, outputFormats, outputTypes, type ImageInferenceTask } from '../../contracts/image-inference-task.js';
+import { deliveryMethods, outputFormats, outputTypes, promptWeightings, type ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import { seedSchema } from '../../contracts/seed.js';
 import {
   CFG_SCALE,
@@ -75,7 +75,14 @@ export const imageInferenceFields = {
   CFGScale: z.number().min(CFG_SCALE.min).max(CFG_SCALE.max).default(CFG_SCALE.default),
   seed: seedSchema.optional(),
   scheduler: z.enum(schedulers).default('Default'),
-  clipSkip: z.int().min(CLIP_SKIP.min).max(CLIP_SKIP.max).default(CLIP_SKIP.default),
+  clipSkip: z.int().min(CLIP_SKIP.min).max(CLIP_SKIP.max).default(CLIP_SKIP.default).meta({
+    description:
+      'SD 1.x: 2 takes the penultimate CLIP layer (A1111, ComfyUI). SDXL always uses the penultimate layer, as A1111 and ComfyUI do, so clipSkip changes nothing there (a warning says so).',
+  }),
+  promptWeighting: z.enum(promptWeightings).optional().meta({
+    description:
+      'How the prompts are read. Absent: literally, brackets and all. `sdEmbeds`: A1111 syntax — `(word:1.3)`, `(word)` ×1.1, `[word]` ÷1.1, `\\(` for a literal bracket, `BREAK` to start a new 75-token window. `compel`: compel syntax — `word++`, `word-`, `(words)1.3`, `("a", "b").blend(0.7, 0.3)`, `.and()`. Syntax errors are refused before any GPU time, with the character.',
+  }),
   numberResults: z.int().min(NUMBER_RESULTS.min).max(NUMBER_RESULTS.max).default(NUMBER_RESULTS.default),
   outputType: z.enum(outputTypes).default('URL'),
   outputFormat: z.enum(outputFormats).default('JPG'),

@@ -3,11 +3,14 @@ import type { Air } from '../../contracts/air.js';
 import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import type { LookupContext, ModelResolver, Resolution } from '../../contracts/model-resolver.js';
 import { MAX_LORAS_PER_TASK, OUTPUT_QUALITY } from '../../contracts/task-limits.js';
-import type { ValidatedTask } from '../../contracts/validated-task.js';
+import type { Family } from '../../contracts/families.js';
+import type { ModelRecord } from '../../contracts/model-record.js';
+import type { ValidatedEmbedding, ValidatedTask } from '../../contracts/validated-task.js';
 import type { IncomingTask } from '../task-type.js';
 import { issuesToErrors } from '../structural-errors.js';
 import { parseCommonTask } from './fast-parse.js';
 import { checkModelUse, type ModelUse, type RuleLimits } from './model-rules.js';
+import { checkPrompts, type PromptEmbedding, type PromptParts } from './prompt-rules.js';
 import { separateRunwareFields } from './runware-field-answers.js';
 import { airSchema, embeddingEntrySchema, imageInferenceFields, imageInferenceSchema, loraEntrySchema } from './schema.js';
 
@@ -46,6 +49,7 @@ interface Inspection {
   readonly warnings: ApiWarning[];
   readonly parsed: ImageInferenceTask | undefined;
   readonly use: ModelUse;
+  readonly prompts: PromptParts;
 }
 
 export async function validateImageInferenceTasks(
@@ -68,16 +72,19 @@ export async function validateImageInferenceTasks(
 
   return inspections.map((inspection) => {
     const outcome = checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details);
-    const errors = inspection.errors.length + outcome.errors.length === 0 ? inspection.errors : [...inspection.errors, ...outcome.errors].slice(0, MAX_ERRORS_PER_TASK);
+    const prompts = checkPrompts(inspection.prompts, promptEmbeddings(inspection.use, resolutions), baseFamilyOf(inspection.use, resolutions), inspection.details);
+    const ruleErrors = prompts.errors.length > 0 ? [...outcome.errors, ...prompts.errors] : outcome.errors;
+    const errors = inspection.errors.length + ruleErrors.length === 0 ? inspection.errors : [...inspection.errors, ...ruleErrors].slice(0, MAX_ERRORS_PER_TASK);
     const late = lateWarnings(inspection);
     const early = inspection.warnings;
-    const warnings = early.length + late.length === 0 ? outcome.warnings : [...early, ...outcome.warnings, ...late];
+    const ruleWarnings = prompts.warnings.length > 0 ? [...outcome.warnings, ...prompts.warnings] : outcome.warnings;
+    const warnings = early.length + late.length === 0 ? ruleWarnings : [...early, ...ruleWarnings, ...late];
     return {
       index: inspection.index,
       details: inspection.details,
       errors,
       warnings,
-      valid: errors.length === 0 && inspection.parsed ? withRecords(inspection.parsed, inspection.index, resolutions) : undefined,
+      valid: errors.length === 0 && inspection.parsed ? withRecords(inspection.parsed, inspection.index, resolutions, prompts.mentions) : undefined,
     };
   });
 }
@@ -108,16 +115,37 @@ function lateWarnings(inspection: Inspection): ApiWarning[] {
   return warnings;
 }
 
+function recordOf(air: Air, resolutions: ReadonlyMap<string, Resolution>): ModelRecord | undefined {
+  const resolution = resolutions.get(air.canonical);
+  return resolution?.kind === 'found' ? resolution.record : undefined;
+}
+
+function promptEmbeddings(use: ModelUse, resolutions: ReadonlyMap<string, Resolution>): PromptEmbedding[] {
+  return use.embeddings.length === 0 ? [] : use.embeddings.map(({ index, air, weight }) => ({ index, air, weight, record: recordOf(air, resolutions) }));
+}
+
+function baseFamilyOf(use: ModelUse, resolutions: ReadonlyMap<string, Resolution>): Family | undefined {
+  const base = use.model && recordOf(use.model, resolutions);
+  return base?.type === 'checkpoint' ? base.family : undefined;
+}
+
 /** Attaches the resolved records; the rules have already refused a task whose models did not resolve. */
-function withRecords(task: ImageInferenceTask, index: number, resolutions: ReadonlyMap<string, Resolution>): ValidatedTask | undefined {
-  const recordOf = (air: Air) => {
-    const resolution = resolutions.get(air.canonical);
-    return resolution?.kind === 'found' ? resolution.record : undefined;
-  };
-  const model = recordOf(task.model);
-  const embeddings = task.embeddings.map((entry) => ({ air: entry.model, weight: entry.weight, record: recordOf(entry.model) }));
-  if (!model || embeddings.some((entry) => !entry.record)) return undefined;
-  return { task, index, model, embeddings: embeddings.flatMap(({ air, weight, record }) => (record ? [{ air, weight, record }] : [])) };
+function withRecords(
+  task: ImageInferenceTask,
+  index: number,
+  resolutions: ReadonlyMap<string, Resolution>,
+  mentions: ReadonlyMap<number, readonly string[]> | undefined,
+): ValidatedTask | undefined {
+  const model = recordOf(task.model, resolutions);
+  const embeddings: ValidatedEmbedding[] = [];
+  for (const [position, entry] of task.embeddings.entries()) {
+    const record = recordOf(entry.model, resolutions);
+    if (!record) return undefined;
+    const named = mentions?.get(position);
+    embeddings.push(named ? { air: entry.model, weight: entry.weight, record, mentions: named } : { air: entry.model, weight: entry.weight, record });
+  }
+  if (!model) return undefined;
+  return { task, index, model, embeddings };
 }
 
 function inspectStructure(incoming: IncomingTask, limits: RuleLimits): Inspection {
@@ -125,7 +153,7 @@ function inspectStructure(incoming: IncomingTask, limits: RuleLimits): Inspectio
   // A refused task (a taskUUID shared in the request) keeps its other checks, so the client sees everything.
   const refusals = incoming.refusals.length === 0 ? [] : [...incoming.refusals];
   const common = parseCommonTask(raw);
-  if (common) return { index, details, errors: refusals, warnings: [], parsed: common, use: bounded(useOfParsed(common), limits) };
+  if (common) return { index, details, errors: refusals, warnings: [], parsed: common, use: bounded(useOfParsed(common), limits), prompts: promptsOfParsed(common) };
 
   // Documented Runware fields clipgate does not take as parameters are answered here, before the schema.
   const separated = separateRunwareFields(raw, details);
@@ -134,10 +162,10 @@ function inspectStructure(incoming: IncomingTask, limits: RuleLimits): Inspectio
   if (result.success) {
     const parsed: ImageInferenceTask = result.data;
     if (typeof raw['seed'] === 'string') parsed.seedAsText = true;
-    return { index, details, errors, warnings: separated.warnings, parsed, use: bounded(useOfParsed(parsed), limits) };
+    return { index, details, errors, warnings: separated.warnings, parsed, use: bounded(useOfParsed(parsed), limits), prompts: promptsOfParsed(parsed) };
   }
   errors.push(...issuesToErrors(result.error.issues, { input: separated.task, knownKeys, details }));
-  return { index, details, errors, warnings: separated.warnings, parsed: undefined, use: bounded(useOfRaw(separated.task), limits) };
+  return { index, details, errors, warnings: separated.warnings, parsed: undefined, use: bounded(useOfRaw(separated.task), limits), prompts: promptsOfRaw(separated.task) };
 }
 
 /**
@@ -178,6 +206,26 @@ function useOfRaw(raw: Record<string, unknown>): ModelUse {
     embeddingCount: Array.isArray(raw['embeddings']) ? raw['embeddings'].length : 0,
     embeddings,
     loras,
+  };
+}
+
+function promptsOfParsed(task: ImageInferenceTask): PromptParts {
+  return { positivePrompt: task.positivePrompt, negativePrompt: task.negativePrompt ?? '', promptWeighting: task.promptWeighting, clipSkip: task.clipSkip };
+}
+
+/** The prompt parts of a task that failed structural checks: a syntax error is reported beside a bad width. */
+function promptsOfRaw(raw: Record<string, unknown>): PromptParts {
+  const text = (value: unknown) => {
+    const parsed = imageInferenceFields.positivePrompt.safeParse(value);
+    return parsed.success ? parsed.data : '';
+  };
+  const weighting = imageInferenceFields.promptWeighting.safeParse(raw['promptWeighting']);
+  const clipSkip = imageInferenceFields.clipSkip.safeParse(raw['clipSkip']);
+  return {
+    positivePrompt: text(raw['positivePrompt']),
+    negativePrompt: text(raw['negativePrompt']),
+    promptWeighting: weighting.success ? weighting.data : undefined,
+    clipSkip: clipSkip.success ? clipSkip.data : 0,
   };
 }
 

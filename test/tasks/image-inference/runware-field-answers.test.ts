@@ -31,7 +31,7 @@ const sample: Record<string, unknown> = {
   instantID: { inputImage: 'x' }, puLID: { inputImages: ['x'] }, pulid: { inputImages: ['x'] }, photoMaker: { images: ['x'] }, acePlusPlus: { type: 'portrait' },
   refiner: { model: 'civitai:1@1' }, hiresFix: true, upscaleFactor: 2, resolution: '1K', vae: 'civitai:1@1', lycoris: [{ model: 'x', weight: 1 }],
   trueCFGScale: 3, structuredPrompt: {}, settings: {}, providerSettings: { bfl: {} }, ultralytics: {}, advancedFeatures: { layerDiffuse: true },
-  promptWeighting: 'compel', acceleration: 'high', acceleratorOptions: { teaCache: true }, useCache: true, routing: {}, ttl: 60,
+  acceleration: 'high', acceleratorOptions: { teaCache: true }, useCache: true, routing: {}, ttl: 60,
 };
 
 describe('documented Runware fields', () => {
@@ -73,9 +73,9 @@ describe('documented Runware fields', () => {
     expect(verdict.warnings).toEqual([]);
   });
 
-  it('take usePromptWeighting false, and refuse true as prompt weighting', async () => {
-    expect((await verdictOf(imageTask({ usePromptWeighting: false }))).errors).toEqual([]);
-    expect((await verdictOf(imageTask({ usePromptWeighting: true }))).errors).toEqual([expect.objectContaining({ code: 'unsupportedFeature', parameter: 'usePromptWeighting' })]);
+  it('take usePromptWeighting false as plain prompts, and true as compel syntax (what it meant before promptWeighting)', async () => {
+    expect((await verdictOf(imageTask({ usePromptWeighting: false }))).valid?.task.promptWeighting).toBeUndefined();
+    expect((await verdictOf(imageTask({ usePromptWeighting: true }))).valid?.task.promptWeighting).toBe('compel');
     expect((await verdictOf(imageTask({ usePromptWeighting: 'yes' }))).errors).toEqual([expect.objectContaining({ code: 'invalidParameter', parameter: 'usePromptWeighting' })]);
   });
 
