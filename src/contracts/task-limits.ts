@@ -20,9 +20,12 @@ export const MAX_EMBEDDINGS_CEILING = 100;
  * protocol v1). 14 embeddings of 75 vectors would not fit, and no retry could make them.
  */
 export const EMBEDDING_VECTORS_PER_TASK = 1024;
-/** Words of a prompt that stand for one embedding (worker protocol `mentions`): how many, how long. */
+/**
+ * Words of a prompt that stand for one embedding (worker protocol `mentions`): how many, and how long — room
+ * for a marker `<embedding:AIR>` around the longest AIR (300 characters).
+ */
 export const MAX_MENTIONS = 16;
-export const MAX_MENTION_LENGTH = 100;
+export const MAX_MENTION_LENGTH = 320;
 /** Weights a prompt's syntax (promptWeighting) may give any piece of text. */
 export const PROMPT_WEIGHT_RANGE = { min: 0, max: 4 } as const;
 

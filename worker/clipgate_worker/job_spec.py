@@ -29,8 +29,8 @@ DEFAULT_OUTPUT_QUALITY = 95
 #: The optional protocol features this worker has, as its health report advertises them. It has no NSFW
 #: classifier, so a job with ``checkNSFW`` is refused as a field it does not know.
 CAPABILITIES = ("outputQuality", "promptWeighting", "embeddingMentions")
-#: Trigger words are short; a longer "mention" is not one, and bounds the matcher's work.
-MAX_MENTION_LENGTH = 100
+#: Room for a marker ``<embedding:AIR>`` around the longest AIR (300); bounds the matcher's work.
+MAX_MENTION_LENGTH = 320
 MAX_MENTIONS = 16
 
 

@@ -7,10 +7,13 @@
  */
 
 
-import { MAX_MENTION_LENGTH } from '../../contracts/task-limits.js';
+import { AIR_MAX_LENGTH } from '../../contracts/air.js';
 
 /** `<embedding:civitai:7808@9208>`; the AIR inside is parsed and matched against embeddings[]. */
-export const EMBEDDING_MARKER = /<embedding:([^<>\s]{1,300})>/g;
+export const EMBEDDING_MARKER = new RegExp(`<embedding:([^<>\\s]{1,${AIR_MAX_LENGTH}})>`, 'g');
+
+/** Trained words are short; a longer "word" is a prompt someone pasted into the list. */
+const TRIGGER_WORD_MAX_LENGTH = 100;
 
 /** Characters prompt syntaxes give a meaning: a trigger word holding one cannot be found as plain text. */
 const SYNTAX_CHARACTERS = /[()[\]{}<>:\\|"]/;
@@ -27,7 +30,7 @@ export function usableTriggerWords(trainedWords: readonly string[] | undefined):
   const usable: string[] = [];
   for (const raw of trainedWords) {
     const word = raw.replace(EDGE_PUNCTUATION, '');
-    if (word.length === 0 || word.length > MAX_MENTION_LENGTH || SYNTAX_CHARACTERS.test(word) || !/[\p{L}\p{N}]/u.test(word)) continue;
+    if (word.length === 0 || word.length > TRIGGER_WORD_MAX_LENGTH || SYNTAX_CHARACTERS.test(word) || !/[\p{L}\p{N}]/u.test(word)) continue;
     const key = word.toLowerCase();
     if (seen.has(key)) continue;
     seen.add(key);

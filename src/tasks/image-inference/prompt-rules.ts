@@ -24,11 +24,11 @@ export interface PromptEmbedding {
   readonly record: ModelRecord | undefined;
 }
 
-/** The parts of a task these rules read; each present where it passed structural checks. */
+/** The parts of a task these rules read (a parsed task is one); each present where it passed structural checks. */
 export interface PromptParts {
   readonly positivePrompt: string;
-  readonly negativePrompt: string;
-  readonly promptWeighting: PromptWeighting | undefined;
+  readonly negativePrompt?: string | undefined;
+  readonly promptWeighting?: PromptWeighting | undefined;
   readonly clipSkip: number;
 }
 
@@ -46,14 +46,17 @@ const checkers: Record<PromptWeighting, (prompt: string) => PromptSyntaxProblem[
   compel: checkCompelSyntax,
 };
 
-const nothingToSay: PromptOutcome = { errors: [], warnings: [], mentions: new Map() };
+export const nothingToSay: PromptOutcome = { errors: [], warnings: [], mentions: new Map() };
+
+/** Whether the rules can say anything: the common task (plain prompts, no embeddings) costs two substring searches. */
+export function promptRulesApply(task: PromptParts, embeddingCount: number): boolean {
+  return task.promptWeighting !== undefined || embeddingCount > 0 || task.clipSkip > 0 || hasMarker(task);
+}
 
 export function checkPrompts(task: PromptParts, embeddings: readonly PromptEmbedding[], baseFamily: Family | undefined, details: ErrorDetails): PromptOutcome {
-  // The common task (plain prompts, no embeddings) costs two substring searches.
-  if (!task.promptWeighting && embeddings.length === 0 && !(baseFamily === 'sdxl' && task.clipSkip > 0) && !hasMarker(task)) return nothingToSay;
   const errors: ApiError[] = [];
   const warnings: ApiWarning[] = [];
-  const prompts: Record<Side, string> = { positivePrompt: task.positivePrompt, negativePrompt: task.negativePrompt };
+  const prompts: Record<Side, string> = { positivePrompt: task.positivePrompt, negativePrompt: task.negativePrompt ?? '' };
 
   if (task.promptWeighting) {
     for (const side of ['positivePrompt', 'negativePrompt'] as const) {
@@ -133,7 +136,7 @@ export function checkPrompts(task: PromptParts, embeddings: readonly PromptEmbed
 }
 
 function hasMarker(task: PromptParts): boolean {
-  return task.positivePrompt.includes('<embedding:') || task.negativePrompt.includes('<embedding:');
+  return task.positivePrompt.includes('<embedding:') || (task.negativePrompt?.includes('<embedding:') ?? false);
 }
 
 /** Slots are per file: an embedding listed twice (refused elsewhere) or sharing a file is counted once. */

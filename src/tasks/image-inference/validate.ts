@@ -10,7 +10,7 @@ import type { IncomingTask } from '../task-type.js';
 import { issuesToErrors } from '../structural-errors.js';
 import { parseCommonTask } from './fast-parse.js';
 import { checkModelUse, type ModelUse, type RuleLimits } from './model-rules.js';
-import { checkPrompts, type PromptEmbedding, type PromptParts } from './prompt-rules.js';
+import { checkPrompts, nothingToSay, promptRulesApply, type PromptEmbedding, type PromptParts } from './prompt-rules.js';
 import { separateRunwareFields } from './runware-field-answers.js';
 import { airSchema, embeddingEntrySchema, imageInferenceFields, imageInferenceSchema, loraEntrySchema } from './schema.js';
 
@@ -72,7 +72,9 @@ export async function validateImageInferenceTasks(
 
   return inspections.map((inspection) => {
     const outcome = checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details);
-    const prompts = checkPrompts(inspection.prompts, promptEmbeddings(inspection.use, resolutions), baseFamilyOf(inspection.use, resolutions), inspection.details);
+    const prompts = promptRulesApply(inspection.prompts, inspection.use.embeddings.length)
+      ? checkPrompts(inspection.prompts, promptEmbeddings(inspection.use, resolutions), baseFamilyOf(inspection.use, resolutions), inspection.details)
+      : nothingToSay;
     const ruleErrors = prompts.errors.length > 0 ? [...outcome.errors, ...prompts.errors] : outcome.errors;
     const errors = inspection.errors.length + ruleErrors.length === 0 ? inspection.errors : [...inspection.errors, ...ruleErrors].slice(0, MAX_ERRORS_PER_TASK);
     const late = lateWarnings(inspection);
@@ -153,7 +155,7 @@ function inspectStructure(incoming: IncomingTask, limits: RuleLimits): Inspectio
   // A refused task (a taskUUID shared in the request) keeps its other checks, so the client sees everything.
   const refusals = incoming.refusals.length === 0 ? [] : [...incoming.refusals];
   const common = parseCommonTask(raw);
-  if (common) return { index, details, errors: refusals, warnings: [], parsed: common, use: bounded(useOfParsed(common), limits), prompts: promptsOfParsed(common) };
+  if (common) return { index, details, errors: refusals, warnings: [], parsed: common, use: bounded(useOfParsed(common), limits), prompts: common };
 
   // Documented Runware fields clipgate does not take as parameters are answered here, before the schema.
   const separated = separateRunwareFields(raw, details);
@@ -162,7 +164,7 @@ function inspectStructure(incoming: IncomingTask, limits: RuleLimits): Inspectio
   if (result.success) {
     const parsed: ImageInferenceTask = result.data;
     if (typeof raw['seed'] === 'string') parsed.seedAsText = true;
-    return { index, details, errors, warnings: separated.warnings, parsed, use: bounded(useOfParsed(parsed), limits), prompts: promptsOfParsed(parsed) };
+    return { index, details, errors, warnings: separated.warnings, parsed, use: bounded(useOfParsed(parsed), limits), prompts: parsed };
   }
   errors.push(...issuesToErrors(result.error.issues, { input: separated.task, knownKeys, details }));
   return { index, details, errors, warnings: separated.warnings, parsed: undefined, use: bounded(useOfRaw(separated.task), limits), prompts: promptsOfRaw(separated.task) };
@@ -207,10 +209,6 @@ function useOfRaw(raw: Record<string, unknown>): ModelUse {
     embeddings,
     loras,
   };
-}
-
-function promptsOfParsed(task: ImageInferenceTask): PromptParts {
-  return { positivePrompt: task.positivePrompt, negativePrompt: task.negativePrompt ?? '', promptWeighting: task.promptWeighting, clipSkip: task.clipSkip };
 }
 
 /** The prompt parts of a task that failed structural checks: a syntax error is reported beside a bad width. */
