@@ -262,6 +262,31 @@ export const errorCatalogue = {
     retryable: false,
     description: "The embedding file holds values beyond ±65504, the largest float16: on GPU workers, which run CLIP in float16, they would turn the prompt into NaN.",
   },
+  loraFileMissing: {
+    status: 422,
+    retryable: false,
+    description: 'The registry lists no downloadable file for this LoRA, or no SHA-256 a worker could verify it against.',
+  },
+  loraFormatUnsupported: {
+    status: 422,
+    retryable: false,
+    description: "The LoRA's file is a pickle (.pt, .ckpt): loading it would unpickle code on a GPU host; a .safetensors version is needed.",
+  },
+  loraFileUnreadable: {
+    status: 422,
+    retryable: false,
+    description: "The LoRA's file is not a readable safetensors file (its header, read by range, is truncated or malformed).",
+  },
+  loraFlaggedByScan: {
+    status: 422,
+    retryable: false,
+    description: "The registry's pickle or virus scan marks the LoRA's file as Danger.",
+  },
+  incompatibleLoraFamily: {
+    status: 400,
+    retryable: false,
+    description: "The LoRA was trained for another model family than the task's base model (its file's tensor shapes say which).",
+  },
   embeddingChecksumMismatch: {
     status: 502,
     retryable: true,
@@ -372,6 +397,9 @@ export const warningCatalogue = {
   parameterNotApplied: {
     description:
       'A documented Runware field that changes nothing about the image (acceleration, ttl, outputQuality on PNG, …) was taken but not applied; the message says why.',
+  },
+  ineffectiveLoraWeight: {
+    description: 'A LoRA with weight 0 has no effect; it is not sent to the worker. Remove it or give it a weight.',
   },
   triggerWordOnOtherSide: {
     description: "A prompt names an embedding (its trigger word) that its weight's sign sends to the other prompt: the word is encoded as text there, and the embedding is appended to its own prompt.",

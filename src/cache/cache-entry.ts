@@ -6,7 +6,7 @@ import type { Resolution } from '../contracts/model-resolver.js';
  * background) for the stale window after that, then gone. `v` versions the stored shape: an entry written by
  * another version of clipgate is ignored, never misread.
  */
-// 2: embedding records are inspected for float16 range; records inspected before that are looked up again.
+// 2: embedding records are inspected for float16 range, LoRA records carry their file; older records are looked up again.
 export const CACHE_SCHEMA_VERSION = 2;
 
 export interface CacheEntry {

@@ -25,6 +25,22 @@ export interface EmbeddingFileFacts {
   readonly labelledFamily?: Family;
 }
 
+/** What the gateway read from a LoRA's file header: the facts a worker needs to fetch, verify and load it. */
+export interface LoraFileFacts {
+  /** SHA-256 of the file as published (the registry's): the worker verifies its download against it. */
+  readonly sha256: string;
+  readonly sizeBytes: number;
+  readonly format: 'safetensors';
+  /** The registry's download URL: workers fetch the file there, with their own registry credentials. */
+  readonly downloadUrl: string;
+  /** Key naming: kohya (`lora_unet_…`) or PEFT / diffusers (`unet.….lora_A.weight`). */
+  readonly naming: 'kohya' | 'peft';
+  /** What in the header decided the family, for messages. */
+  readonly evidence: string;
+  /** The registry's family label when the file says otherwise; the file wins. */
+  readonly labelledFamily?: Family;
+}
+
 /** What clipgate knows about one model, whatever the source. */
 export interface ModelRecord {
   /** Canonical short AIR (`source:id@version`). */
@@ -38,6 +54,8 @@ export interface ModelRecord {
   readonly trainedWords?: readonly string[];
   /** Present for embeddings resolved through the registry: their inspected, canonicalised file. */
   readonly file?: EmbeddingFileFacts;
+  /** Present for LoRAs resolved through the registry: their file, read from its header. */
+  readonly loraFile?: LoraFileFacts;
   /** When the record was fetched from its source (ms since the epoch); absent for static catalogues. */
   readonly fetchedAt?: number;
 }

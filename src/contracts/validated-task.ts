@@ -9,6 +9,13 @@ export interface ValidatedTask {
   readonly index: number;
   readonly model: ModelRecord;
   readonly embeddings: readonly ValidatedEmbedding[];
+  readonly loras: readonly ValidatedLora[];
+}
+
+export interface ValidatedLora {
+  readonly air: Air;
+  readonly weight: number;
+  readonly record: ModelRecord;
 }
 
 export interface ValidatedEmbedding {

@@ -40,8 +40,8 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
 
   return {
     async dispatch(validated, context) {
-      const embeddingProblem = missingEmbeddingFile(validated, context.details);
-      if (embeddingProblem) return { kind: 'failed', error: embeddingProblem };
+      const fileProblem = missingEmbeddingFile(validated, context.details) ?? missingLoraFile(validated, context.details);
+      if (fileProblem) return { kind: 'failed', error: fileProblem };
       const job = jobFor(validated, options.publicBaseUrl);
       const required = requiredCapabilities(job);
       const limits = { maxLineChars: resultLineBudget(job) };
@@ -172,12 +172,13 @@ function resultProblem(images: readonly JobImage[], job: JobRequest): string | u
 /** What a worker must advertise to take this job: the job carries those fields only when the task needs them. */
 function requiredCapabilities(job: JobRequest): readonly WorkerCapability[] {
   const mentions = job.embeddings.some((embedding) => embedding.mentions !== undefined);
-  if (job.outputQuality === undefined && job.checkNSFW === undefined && job.promptWeighting === undefined && !mentions) return noCapabilities;
+  if (job.outputQuality === undefined && job.checkNSFW === undefined && job.promptWeighting === undefined && !mentions && job.loras === undefined) return noCapabilities;
   const required: WorkerCapability[] = [];
   if (job.outputQuality !== undefined) required.push('outputQuality');
   if (job.checkNSFW) required.push('nsfwCheck');
   if (job.promptWeighting !== undefined) required.push('promptWeighting');
   if (mentions) required.push('embeddingMentions');
+  if (job.loras !== undefined) required.push('loras');
   return required;
 }
 
@@ -189,6 +190,7 @@ const capabilityUses: Record<WorkerCapability, { parameter: string; use: string 
   nsfwCheck: { parameter: 'checkNSFW', use: 'check images for NSFW content (checkNSFW)' },
   promptWeighting: { parameter: 'promptWeighting', use: 'read prompt weighting syntax (promptWeighting)' },
   embeddingMentions: { parameter: 'embeddings', use: "place embeddings where the prompt names them (a trigger word or an <embedding:AIR> marker in the prompt)" },
+  loras: { parameter: 'lora', use: 'apply LoRAs' },
 };
 
 /** 50–150 ms, doubling per attempt: enough to let a restarting worker's neighbours take over. */
@@ -242,6 +244,17 @@ function cancelledError(reason: Error | undefined, details: ErrorDetails): ApiEr
   }
 }
 
+/** A LoRA known only by a catalogue label has no file a worker could load: refused, never dropped. */
+function missingLoraFile(validated: ValidatedTask, details: ErrorDetails): ApiError | undefined {
+  const index = validated.loras.findIndex((entry) => entry.weight !== 0 && !entry.record.loraFile);
+  if (index < 0) return undefined;
+  return createError(
+    'loraFileMissing',
+    `LoRA "${validated.loras[index]?.air.canonical}" is known only by its catalogue label: no file exists to send to a worker (is the registry switched off?).`,
+    { ...details, parameter: `lora[${index}].model` },
+  );
+}
+
 function missingEmbeddingFile(validated: ValidatedTask, details: ErrorDetails): ApiError | undefined {
   const index = validated.embeddings.findIndex((entry) => entry.weight !== 0 && !entry.record.file);
   if (index < 0) return undefined;
@@ -292,5 +305,12 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
   if (task.outputQuality !== OUTPUT_QUALITY.default && lossyOutputFormats.has(task.outputFormat)) job.outputQuality = task.outputQuality;
   if (task.checkNSFW) job.checkNSFW = true;
   if (task.promptWeighting) job.promptWeighting = task.promptWeighting;
+  // Weight 0 does nothing (the client was warned); a task left with none needs no LoRA-capable worker.
+  const loras = validated.loras.flatMap(({ air, weight, record }) =>
+    record.loraFile && weight !== 0
+      ? [{ air: air.canonical, sha256: record.loraFile.sha256, url: record.loraFile.downloadUrl, sizeBytes: Math.max(1, record.loraFile.sizeBytes), weight, family: record.family }]
+      : [],
+  );
+  if (loras.length > 0) job.loras = loras;
   return job;
 }

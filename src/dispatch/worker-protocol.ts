@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { embeddingFamilyNames } from '../contracts/families.js';
 import { outputFormats, promptWeightings } from '../contracts/image-inference-task.js';
 import { SEED_MAX } from '../contracts/seed.js';
-import { EMBEDDING_VECTORS_PER_TASK, MAX_MENTION_LENGTH, MAX_MENTIONS, OUTPUT_QUALITY } from '../contracts/task-limits.js';
+import { EMBEDDING_VECTORS_PER_TASK, MAX_LORAS_PER_TASK, MAX_MENTION_LENGTH, MAX_MENTIONS, OUTPUT_QUALITY, WEIGHT_LIMIT } from '../contracts/task-limits.js';
 
 /**
  * Worker protocol v1: what the gateway and a GPU worker say to each other (DESIGN §6). These schemas are
@@ -26,9 +26,11 @@ export const WORKER_PROTOCOL_VERSION = 'clipgate-worker/1';
  * - `nsfwCheck`: runs an NSFW classifier on each image when the job says `checkNSFW`, and reports `nsfw`;
  * - `promptWeighting`: reads the prompts in the job's `promptWeighting` syntax (`sdEmbeds`, `compel`);
  * - `embeddingMentions`: places an embedding's vectors where its side's prompt names it (`mentions`),
- *   instead of after the prompt.
+ *   instead of after the prompt;
+ * - `loras`: downloads each of the job's `loras` from its URL (with the worker's own registry credentials),
+ *   verifies its SHA-256 and applies it at its weight, for that job only.
  */
-export const workerCapabilities = ['outputQuality', 'nsfwCheck', 'promptWeighting', 'embeddingMentions'] as const;
+export const workerCapabilities = ['outputQuality', 'nsfwCheck', 'promptWeighting', 'embeddingMentions', 'loras'] as const;
 export type WorkerCapability = (typeof workerCapabilities)[number];
 
 /** Families a worker can inject embeddings for. Base models may be of any family a worker serves. */
@@ -95,6 +97,17 @@ export const jobEmbeddingSchema = z
     description: `An embedding of the job. Every worker reserves at least ${EMBEDDING_VECTORS_PER_TASK} slots per text encoder: the gateway never sends a job whose embeddings hold more vectors together.`,
   });
 
+export const jobLoraSchema = z
+  .object({
+    air: z.string(),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/).meta({ description: "SHA-256 of the file at `url`, as the registry lists it: the worker verifies its download against it." }),
+    url: z.url().meta({ description: "The registry's download URL. Jobs carry no credentials: a worker that needs them for the registry has its own." }),
+    sizeBytes: z.int().min(1).meta({ description: 'The size the registry lists (a worker may refuse files beyond its cap before downloading).' }),
+    weight: z.number().min(-WEIGHT_LIMIT).max(WEIGHT_LIMIT).meta({ description: 'Adapter weight for the UNet and the text encoder(s); never 0 (the gateway drops those).' }),
+    family: modelFamily,
+  })
+  .meta({ description: 'Capability `loras`: a LoRA applied to this job only, beside its embeddings.' });
+
 export const jobRequestSchema = z
   .object({
     jobId: z.string().min(1).max(128).meta({ description: 'Idempotency key: a job id seen before is not run twice.' }),
@@ -122,6 +135,7 @@ export const jobRequestSchema = z
       .optional()
       .meta({ description: 'Capability `promptWeighting`: the prompts are in A1111 syntax (`sdEmbeds`) or compel syntax (`compel`). Absent: plain text.' }),
     embeddings: z.array(jobEmbeddingSchema),
+    loras: z.array(jobLoraSchema).max(MAX_LORAS_PER_TASK).optional(),
   })
   ;
 
@@ -163,6 +177,7 @@ export const jobEventSchema = z
 export type WorkerHealth = z.output<typeof workerHealthSchema>;
 export type JobRequest = z.output<typeof jobRequestSchema>;
 export type JobEmbedding = z.output<typeof jobEmbeddingSchema>;
+export type JobLora = z.output<typeof jobLoraSchema>;
 export type JobImage = z.output<typeof jobImageSchema>;
 export type JobEvent = z.output<typeof jobEventSchema>;
 export type WorkerError = z.output<typeof workerErrorSchema>;

@@ -36,12 +36,19 @@ export interface DownloadOptions {
   readonly random?: () => number;
   /** The caller's abort rejects with the signal's reason and is never retried. */
   readonly signal?: AbortSignal;
+  /**
+   * Only the first this many bytes: asked for with `Range`, and read no further from a server that ignores
+   * it and sends the whole file (the connection is closed there). No checksum: a prefix has none to check.
+   */
+  readonly prefixBytes?: number;
 }
 
 export interface DownloadedFile {
   readonly bytes: Uint8Array;
-  /** Lower-case hex. */
+  /** Lower-case hex; of the bytes read (with prefixBytes, of the prefix). */
   readonly sha256: string;
+  /** With prefixBytes: whether the server honoured the range (206) rather than sending the file (200). */
+  readonly ranged?: boolean;
 }
 
 const maxRedirects = 5;
@@ -71,10 +78,14 @@ async function attemptDownload(start: URL, options: DownloadOptions): Promise<At
     for (let redirects = 0; ; redirects += 1) {
       const headers: Record<string, string> = {};
       if (options.credentials && current.origin === credentialOrigin) headers.authorization = `Bearer ${options.credentials.token}`;
+      if (options.prefixBytes !== undefined) headers.range = `bytes=0-${options.prefixBytes - 1}`;
       const sent = await getWithin(deadline, current, headers, options.dispatcher);
       if (sent.kind === 'transient') return sent;
       const { response } = sent;
       const { statusCode, body } = response;
+      if (statusCode >= 200 && statusCode < 300 && options.prefixBytes !== undefined) {
+        return await readPrefix(body, options.prefixBytes, statusCode === 206, deadline);
+      }
       if (statusCode >= 200 && statusCode < 300) {
         const declared = Number(firstHeader(response.headers['content-length']));
         if (declared > options.maxBytes) {
@@ -146,6 +157,28 @@ async function readCapped(
     throw new DownloadError(`${shown(url)} has SHA-256 ${sha256}, but the registry lists ${expected}`, 'checksumMismatch');
   }
   return { kind: 'done', value: { bytes, sha256 } };
+}
+
+/** The first `count` bytes of a body (fewer where the file is shorter); the rest is never read. */
+async function readPrefix(
+  body: Dispatcher.ResponseData['body'],
+  count: number,
+  ranged: boolean,
+  deadline: AttemptDeadline,
+): Promise<AttemptOutcome<DownloadedFile>> {
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of body as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= count) break;
+    }
+  } catch (error) {
+    return { kind: 'transient', failure: deadline.failureOf(error) };
+  }
+  const bytes = Buffer.concat(chunks).subarray(0, count);
+  return { kind: 'done', value: { bytes: new Uint8Array(bytes), sha256: createHash('sha256').update(bytes).digest('hex'), ranged } };
 }
 
 /** Only http and https: a registry's Location must not send us to file:, data: or anything else. */

@@ -86,6 +86,11 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
   return { metadata, tensors };
 }
 
+/** The JSON header of a safetensors file, as an object, checked to be one (nothing else is checked). */
+export function parseSafetensorsHeader(headerBytes: Uint8Array): Record<string, unknown> {
+  return parseHeader(headerBytes);
+}
+
 function parseHeader(headerBytes: Uint8Array): Record<string, unknown> {
   let text: string;
   try {

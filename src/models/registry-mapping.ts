@@ -86,18 +86,27 @@ function toRegistryFile(file: FileAnswer): RegistryFile {
   };
 }
 
-/** File types that hold the model itself, as opposed to `Training Data`, `Config`, `VAE`, `Archive`, … */
-const modelFileTypes: ReadonlySet<string> = new Set(['model', 'pruned model']);
+/**
+ * File types that hold the model itself, as Civitai's own code counts them: `Model`, `Pruned Model`, and
+ * `Negative` (a TextualInversion published as a negative embedding) — as opposed to `Training Data`,
+ * `Config`, `VAE`, `Archive`, …, which are never chosen.
+ */
+const modelFileTypes: ReadonlySet<string> = new Set(['model', 'pruned model', 'negative']);
+/** An archive is never a model file, whatever type it was given. */
+const ARCHIVE_NAME = /\.(?:zip|7z|rar|tar|gz|tgz)$/i;
 
 /**
  * The file clipgate downloads for a version: among its model files (files without a type count as model
- * files), a SafeTensor whose pickle and virus scans both say Success — the primary one if it is such a
- * file — otherwise the primary file as it is, otherwise the first. "As it is" matters: a primary file
+ * files; archives never do), a SafeTensor whose pickle and virus scans both say Success — the primary one
+ * if it is such a file, so a SafeTensor is taken over a PickleTensor — otherwise the primary file as it is,
+ * otherwise the first. "As it is" matters: a primary file
  * flagged Danger is returned, not skipped for a lesser file, so the caller can reject it with a specific
  * error instead of silently serving a file the publisher did not mean.
  */
 function chooseFile(files: readonly { readonly raw: FileAnswer; readonly file: RegistryFile }[]): RegistryFile | undefined {
-  const candidates = files.filter(({ raw }) => raw.type == null || modelFileTypes.has(raw.type.toLowerCase())).map(({ file }) => file);
+  const candidates = files
+    .filter(({ raw }) => (raw.type == null || modelFileTypes.has(raw.type.toLowerCase())) && !ARCHIVE_NAME.test(raw.name))
+    .map(({ file }) => file);
   const clean = candidates.filter(
     (file) => file.format.toLowerCase() === 'safetensor' && file.pickleScan === 'Success' && file.virusScan === 'Success',
   );

@@ -3,7 +3,8 @@ import type { ResolutionMetrics } from '../cache/resolution-metrics.js';
 import type { Air } from '../contracts/air.js';
 import type { Resolution } from '../contracts/model-resolver.js';
 import { EmbeddingRejected, EmbeddingUnavailable, ingestEmbedding, type IngestDependencies } from '../embeddings/ingest-embedding.js';
-import { RegistryUnavailableError, type CivitaiRegistry } from './civitai-registry.js';
+import { inspectLora, LoraRejected, LoraUnavailable } from '../loras/ingest-lora.js';
+import { RegistryUnavailableError, type CivitaiRegistry, type RegistryModelVersion } from './civitai-registry.js';
 import type { ModelRecord } from '../contracts/model-record.js';
 
 /**
@@ -60,6 +61,7 @@ export function createRegistrySource(dependencies: RegistrySourceDependencies): 
       trainedWords: version.trainedWords,
       fetchedAt: dependencies.clock(),
     };
+    if (record.type === 'lora') return await loraResolution(record, version, dependencies);
     if (record.type !== 'textualInversion') return { kind: 'found', record };
     if (!version.file) {
       return { kind: 'rejected', code: 'embeddingFileMissing', message: 'the registry lists no downloadable file for this embedding.' };
@@ -77,4 +79,21 @@ export function createRegistrySource(dependencies: RegistrySourceDependencies): 
       throw error;
     }
   };
+}
+
+/** A LoRA's record with its file read from the header (family from the file), or why it cannot be used. */
+async function loraResolution(record: ModelRecord, version: RegistryModelVersion, dependencies: RegistrySourceDependencies): Promise<Resolution> {
+  if (!version.file) return { kind: 'rejected', code: 'loraFileMissing', message: 'the registry lists no downloadable file for this LoRA.' };
+  try {
+    const inspected = await inspectLora(version.file, version.family, {
+      timeoutMs: dependencies.ingest.timeoutMs,
+      credentials: dependencies.ingest.credentials,
+      onHeaderRead: () => dependencies.metrics.downloads++,
+    });
+    return { kind: 'found', record: { ...record, family: inspected.family, loraFile: inspected.facts } };
+  } catch (error) {
+    if (error instanceof LoraRejected) return { kind: 'rejected', code: error.code, message: error.message };
+    if (error instanceof LoraUnavailable) return { kind: 'unavailable', message: error.message };
+    throw error;
+  }
 }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { request } from 'undici';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { kohyaSafetensorsFile, randomVectors } from '../support/embedding-fixtures.js';
+import { loraFile } from '../support/lora-fixtures.js';
 import { startFakeRegistry, type FakeRegistry } from '../support/fake-registry.js';
 import { startFakeWorker, type FakeWorker } from '../support/fake-worker.js';
 import { startGateway, until, type TestGateway } from '../support/gateway.js';
@@ -17,6 +18,8 @@ const gateways: TestGateway[] = [];
 beforeAll(async () => {
   registry = await startFakeRegistry();
   registry.addModelVersion({ modelId: 7808, versionId: 9208, type: 'TextualInversion', baseModel: 'SD 1.5', trainedWords: ['easynegative'], files: [{ name: 'easynegative.safetensors', bytes: kohyaSafetensorsFile(randomVectors(8, 768, 1), 8, 768) }] });
+  registry.addModelVersion({ modelId: 8801, versionId: 9901, type: 'LORA', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: loraFile('sd1', 'kohya') }] });
+  registry.addModelVersion({ modelId: 8802, versionId: 9902, type: 'LORA', baseModel: 'SD 1.5', files: [{ name: 'old.pt', type: 'Model', bytes: loraFile('sd1', 'kohya') }] });
   registry.addModelVersion({ modelId: 5555, versionId: 6666, type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.pt.safetensors', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 2), 2, 768) }] });
 });
 
@@ -350,6 +353,47 @@ describe('conditioning capabilities', () => {
     expect(status).toBe(503);
     expect(body.errors[0]).toMatchObject({ code: 'noAvailableWorker', parameter: 'embeddings', retryable: true, message: expect.stringContaining('where the prompt names them') });
     expect(plain!.stats.jobs()).toBe(0);
+  });
+});
+
+describe('LoRAs', () => {
+  it('go only to workers that apply them, with the registry file and SHA-256 and no credentials', async () => {
+    const [plain] = await fleet(1);
+    const [applier] = await fleet(1, { capabilities: ['loras'] });
+    const { app } = await gateway([plain!, applier!], { CIVITAI_TOKEN: 'registry-secret-token' });
+    const { status, body } = await post(app, [task({ lora: [{ model: 'civitai:8801@9901', weight: 0.7 }], embeddings: [{ model: 'civitai:7808@9208', weight: -1 }] })]);
+    expect(status, JSON.stringify(body)).toBe(200);
+    const job = applier!.receivedJobs.at(-1);
+    expect(job?.loras).toEqual([
+      { air: 'civitai:8801@9901', sha256: expect.stringMatching(/^[0-9a-f]{64}$/), url: expect.stringContaining(`${registry.url}/api/download/`), sizeBytes: expect.any(Number), weight: 0.7, family: 'sd1' },
+    ]);
+    expect(JSON.stringify(job)).not.toContain('registry-secret-token');
+    expect(job?.embeddings).toHaveLength(1);
+    // The gateway read the header by range: the file itself was never downloaded.
+    expect(registry.calls.downloads('/models/9901/style.safetensors')).toBe(0);
+    expect(registry.calls.rangeReads('/models/9901/style.safetensors')).toBe(2);
+    expect(plain!.stats.jobs()).toBe(0);
+  });
+
+  it('answer a retryable error naming lora when no worker applies them, and need none at weight 0', async () => {
+    const [plain] = await fleet(1);
+    const { app } = await gateway([plain!]);
+    const refused = await post(app, [task({ lora: [{ model: 'civitai:8801@9901', weight: 1 }] })]);
+    expect(refused.status).toBe(503);
+    expect(refused.body.errors[0]).toMatchObject({ code: 'noAvailableWorker', parameter: 'lora', retryable: true, message: expect.stringContaining('apply LoRAs') });
+    expect(plain!.stats.jobs()).toBe(0);
+    const ineffective = await post(app, [task({ lora: [{ model: 'civitai:8801@9901', weight: 0 }] })]);
+    expect(ineffective.status).toBe(200);
+    expect(plain!.receivedJobs.at(-1)?.loras).toBeUndefined();
+  });
+
+  it('refuse a pickle LoRA at resolution, never sending it anywhere', async () => {
+    const [applier] = await fleet(1, { capabilities: ['loras'] });
+    const { app } = await gateway([applier!]);
+    const { status, body } = await post(app, [task({ lora: [{ model: 'civitai:8802@9902', weight: 1 }] })]);
+    expect(status).toBe(422);
+    expect(body.errors[0]).toMatchObject({ code: 'loraFormatUnsupported', retryable: false });
+    expect(applier!.stats.jobs()).toBe(0);
   });
 });
 

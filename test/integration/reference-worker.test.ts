@@ -1,7 +1,9 @@
 import { readTaskResponse } from '../helper.js';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { kohyaSafetensorsFile, randomVectors, sdxlSafetensorsFile } from '../support/embedding-fixtures.js';
@@ -33,11 +35,28 @@ beforeAll(async () => {
   [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
   registry.addModelVersion({ modelId: 6001, versionId: 7001, name: 'Style', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: kohyaSafetensorsFile(randomVectors(3, 768, 41), 3, 768) }] });
   registry.addModelVersion({ modelId: 6002, versionId: 7002, name: 'Negative', type: 'TextualInversion', baseModel: 'SD 1.5', trainedWords: ['negtrig'], files: [{ name: 'negative.pt', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 42), 2, 768) }] });
+  // A negative embedding published as Civitai does for some: its only file is typed Negative.
+  registry.addModelVersion({ modelId: 6004, versionId: 7004, name: 'Bad Hands', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'bad-hands.safetensors', type: 'Negative', bytes: kohyaSafetensorsFile(randomVectors(3, 768, 43), 3, 768) }] });
+  // LoRAs that fit the tiny pipelines, written by the worker's own test helper in both namings.
+  for (const [versionId, family, naming, seed, baseModel] of loraVersions) {
+    registry.addModelVersion({ modelId: versionId, versionId, name: `LoRA ${versionId}`, type: 'LORA', baseModel, files: [{ name: `lora-${versionId}.safetensors`, bytes: tinyLora(family, naming, seed) }] });
+  }
 
   const [gatewayPort, workerPort] = [await freePort(), await freePort()];
   worker = spawn(python, ['-m', 'clipgate_worker'], {
     cwd: workerDirectory,
-    env: { ...process.env, WORKER_TINY: '1', WORKER_PORT: String(workerPort), WORKER_HOST: '127.0.0.1', WORKER_DEVICE: 'cpu', PYTHONUNBUFFERED: '1' },
+    env: {
+      ...process.env,
+      WORKER_TINY: '1',
+      WORKER_PORT: String(workerPort),
+      WORKER_HOST: '127.0.0.1',
+      WORKER_DEVICE: 'cpu',
+      PYTHONUNBUFFERED: '1',
+      WORKER_LORA_CACHE_DIR: mkdtempSync(join(tmpdir(), 'clipgate-worker-loras-')),
+      // The worker's own registry credentials, for the registry's host only (never in a job).
+      WORKER_REGISTRY_TOKEN: 'worker-registry-token',
+      WORKER_REGISTRY_HOSTS: new URL(registry.url).host,
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   worker.stdout?.on('data', (chunk: Buffer) => (workerOutput += chunk.toString()));
@@ -63,6 +82,20 @@ afterAll(async () => {
   await gateway?.close();
   await Promise.all([registry?.close(), redis?.stop()]);
 });
+
+/** [versionId, family, naming, seed, Civitai baseModel] */
+const loraVersions: [number, 'sd1' | 'sdxl', 'kohya' | 'peft', number, string][] = [
+  [8101, 'sd1', 'kohya', 11, 'SD 1.5'],
+  [8102, 'sd1', 'peft', 12, 'SD 1.5'],
+];
+
+/** A LoRA file for the tiny pipelines, built by worker/tests/tiny_loras.py in the worker's environment. */
+function tinyLora(family: string, naming: string, seed: number): Uint8Array {
+  const directory = mkdtempSync(join(tmpdir(), 'clipgate-tiny-lora-'));
+  const script = `import sys; sys.path.insert(0, 'tests'); from pathlib import Path; from tiny_loras import write_lora; from clipgate_worker.tiny_pipelines import build_tiny_pipeline; print(write_lora(Path(sys.argv[1]), build_tiny_pipeline('${family}'), '${family}', ${seed}, '${naming}')[0])`;
+  const path = execFileSync(python, ['-c', script, directory], { cwd: workerDirectory, encoding: 'utf8' }).trim().split('\n').at(-1) ?? '';
+  return new Uint8Array(readFileSync(path));
+}
 
 function pngSize(bytes: Buffer): { width: number; height: number } {
   expect(bytes.subarray(0, 8)).toEqual(Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]));
@@ -169,5 +202,38 @@ describe('gateway and the reference worker', () => {
     expect(new Set([literal, weighted, compel, inPlace]).size).toBe(4);
     expect(await image({ promptWeighting: 'sdEmbeds' })).toBe(weighted);
     expect(await image({ negativePrompt: 'negtrig, blurry' })).toBe(inPlace);
+  });
+
+  it('applies a LoRA beside a negative embedding whose file is typed Negative; weight 0 is the image without it; no LoRA outlives its job', async () => {
+    const image = async (lora: unknown[] | undefined, model = 'civitai:4384@128713') => {
+      const task = { taskType: 'imageInference', taskUUID: randomUUID(), model, width: 128, height: 128, steps: 2, seed: 9, outputType: 'base64Data', outputFormat: 'PNG', positivePrompt: 'a red barn', negativePrompt: 'blurry', embeddings: [{ model: 'civitai:6004@7004', weight: -1 }], ...(lora && { lora }) };
+      const response = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([task]) });
+      return { status: response.statusCode, body: readTaskResponse(response.body) };
+    };
+    const dataOf = async (lora?: unknown[]) => {
+      const { status, body } = await image(lora);
+      expect(status, JSON.stringify(body)).toBe(200);
+      return String(body.data[0]?.imageBase64Data);
+    };
+    const second = await dataOf([{ model: 'civitai:8102@8102', weight: 1 }]);
+    const without = await dataOf();
+    const withLora = await dataOf([{ model: 'civitai:8101@8101', weight: 1 }]);
+    expect(withLora).not.toBe(without);
+    expect(await dataOf([{ model: 'civitai:8101@8101', weight: 0 }])).toBe(without);
+    // After the kohya LoRA's job: the PEFT one's image is what it was before, and so is the image without any.
+    expect(await dataOf([{ model: 'civitai:8102@8102', weight: 1 }])).toBe(second);
+    expect(await dataOf()).toBe(without);
+    expect(second).not.toBe(withLora);
+
+    // The worker fetched each LoRA from the registry with its own token, and the storage redirect got none.
+    const downloads = registry.requests.filter((entry) => entry.url.includes('/lora-81'));
+    expect(downloads.filter((entry) => entry.origin === 'registry').every((entry) => entry.authorization === 'Bearer worker-registry-token' || entry.authorization === undefined)).toBe(true);
+    expect(downloads.some((entry) => entry.origin === 'registry' && entry.authorization === 'Bearer worker-registry-token')).toBe(true);
+    expect(downloads.filter((entry) => entry.origin === 'storage').every((entry) => entry.authorization === undefined)).toBe(true);
+    expect(registry.calls.downloads('/models/8101/lora-8101.safetensors')).toBe(1);
+
+    const mismatch = await image([{ model: 'civitai:8101@8101', weight: 1 }], 'civitai:101055@128078');
+    expect(mismatch.status).toBe(400);
+    expect(mismatch.body.errors.map((error: { code: string }) => error.code)).toContain('incompatibleLoraFamily');
   });
 });

@@ -229,6 +229,15 @@ describe('createCivitaiRegistry: which file', () => {
     expect(await chosen([{ name: 'images.zip', type: 'Training Data', primary: true }])).toBeUndefined();
   });
 
+  it('takes a file typed Negative (a negative embedding) as the model file it is, as Civitai counts it', async () => {
+    expect(await chosen([{ name: 'easynegative.safetensors', type: 'Negative', primary: true }])).toBe('easynegative.safetensors');
+    expect(await chosen([{ name: 'samples.zip', type: 'Training Data', primary: true }, { name: 'neg.safetensors', type: 'Negative' }])).toBe('neg.safetensors');
+  });
+
+  it('never takes a Config, an archive or training data, whatever else is listed', async () => {
+    expect(await chosen([{ name: 'settings.json', type: 'Config', primary: true }, { name: 'model.zip', type: 'Model' }, { name: 'data.zip', type: 'Training Data' }])).toBeUndefined();
+  });
+
   it('has no file for a version without files', async () => {
     expect(await chosen([])).toBeUndefined();
   });

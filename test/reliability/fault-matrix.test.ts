@@ -48,7 +48,7 @@ const coldEmbedding = () => embeddingAir(nextCold++);
 const withEmbedding = (air: string) => imageTask({ embeddings: [{ model: air, weight: 0.5 }] });
 
 const workerDefaults: FakeWorkerBehaviour = { ...defaultFakeWorkerBehaviour, latencyMs: 20 };
-const registryDefaults: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false, lookupBody: 'json' };
+const registryDefaults: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false, lookupBody: 'json', ranges: true };
 
 beforeAll(async () => {
   stack = await startReliabilityStack({ embeddings: WARM + N * 4 + 20, env });

@@ -34,6 +34,8 @@ export interface FakeBehaviour {
    * `huge`, JSON-looking bytes streamed without end (until the client hangs up, or 1 GiB).
    */
   lookupBody: 'json' | 'garbage' | 'huge';
+  /** Storage honours `Range: bytes=a-b` with 206 (as S3 does); false: it sends the whole file with 200. */
+  ranges: boolean;
 }
 
 export interface FakeRegistry {
@@ -53,6 +55,10 @@ export interface FakeRegistry {
     versionLookups(versionId?: string): number;
     /** Files served in full by storage (redirects and failures not counted). */
     downloads(path?: string): number;
+    /** Ranged reads storage answered with 206. */
+    rangeReads(path?: string): number;
+    /** Bytes storage has written into responses (a client that hangs up early got fewer). */
+    bytesSent(): number;
   };
   /** The most recent requests, oldest first (at least the last 1000). */
   readonly requests: readonly FakeRegistryRequest[];
@@ -157,9 +163,11 @@ export async function startFakeRegistry(): Promise<FakeRegistry> {
   const files = new Map<string, Uint8Array>();
   const lookups = new BoundedCounter();
   const downloads = new BoundedCounter();
+  const rangeReads = new BoundedCounter();
+  let bytesSent = 0;
   const requests: FakeRegistryRequest[] = [];
   const timers = new Set<NodeJS.Timeout>();
-  const behaviour: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false, lookupBody: 'json' };
+  const behaviour: FakeBehaviour = { latencyMs: 0, failNext: 0, failStatus: 503, retryAfter: '', hang: false, lookupBody: 'json', ranges: true };
 
   const registry = createServer((request, response) => handle('registry', request, response));
   const storage = createServer((request, response) => handle('storage', request, response));
@@ -182,7 +190,7 @@ export async function startFakeRegistry(): Promise<FakeRegistry> {
         return;
       }
       if (origin === 'registry') answerRegistry(path, response);
-      else answerStorage(path, response);
+      else answerStorage(path, request, response);
     };
     if (behaviour.latencyMs <= 0) {
       answer();
@@ -216,16 +224,43 @@ export async function startFakeRegistry(): Promise<FakeRegistry> {
     sendJson(response, 404, '{"error":"Not found"}');
   }
 
-  function answerStorage(path: string, response: ServerResponse): void {
+  function answerStorage(path: string, request: IncomingMessage, response: ServerResponse): void {
     const filePath = path.startsWith(`${storagePrefix}/`) ? path.slice(storagePrefix.length) : undefined;
     const bytes = filePath === undefined ? undefined : files.get(filePath);
     if (filePath === undefined || bytes === undefined) {
       sendJson(response, 404, '{"error":"Not found"}');
       return;
     }
+    const range = /^bytes=(\d+)-(\d*)$/.exec(request.headers.range ?? '');
+    if (behaviour.ranges && range) {
+      const start = Number(range[1]);
+      const end = Math.min(range[2] ? Number(range[2]) : bytes.byteLength - 1, bytes.byteLength - 1);
+      const part = bytes.subarray(start, end + 1);
+      response.writeHead(206, { 'content-type': 'application/octet-stream', 'content-length': part.byteLength, 'content-range': `bytes ${start}-${end}/${bytes.byteLength}` });
+      response.end(part);
+      bytesSent += part.byteLength;
+      rangeReads.add(filePath);
+      return;
+    }
     response.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': bytes.byteLength });
-    response.end(bytes);
-    downloads.add(filePath);
+    // Written in pieces, so a client that reads only a prefix and hangs up is seen to have taken little.
+    let offset = 0;
+    const writeMore = (): void => {
+      while (offset < bytes.byteLength && !response.destroyed) {
+        const piece = bytes.subarray(offset, offset + 64 * 1024);
+        offset += piece.byteLength;
+        bytesSent += piece.byteLength;
+        if (!response.write(piece)) {
+          response.once('drain', writeMore);
+          return;
+        }
+      }
+      if (!response.destroyed) {
+        response.end();
+        downloads.add(filePath);
+      }
+    };
+    writeMore();
   }
 
   function addFile(path: string, bytes: Uint8Array): string {
@@ -280,6 +315,8 @@ export async function startFakeRegistry(): Promise<FakeRegistry> {
     calls: {
       versionLookups: (versionId) => lookups.get(versionId === undefined ? undefined : String(versionId)),
       downloads: (path) => downloads.get(path === undefined ? undefined : normalisePath(path)),
+      rangeReads: (path) => rangeReads.get(path === undefined ? undefined : normalisePath(path)),
+      bytesSent: () => bytesSent,
     },
     requests,
     setBehaviour(update) {

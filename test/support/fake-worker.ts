@@ -203,6 +203,7 @@ const capabilityFields: Record<WorkerCapability, { field: string; carried: (job:
   nsfwCheck: { field: 'checkNSFW', carried: (job) => job.checkNSFW !== undefined },
   promptWeighting: { field: 'promptWeighting', carried: (job) => job.promptWeighting !== undefined },
   embeddingMentions: { field: 'embeddings[].mentions', carried: (job) => job.embeddings.some((embedding) => embedding.mentions !== undefined) },
+  loras: { field: 'loras', carried: (job) => job.loras !== undefined },
 };
 
 function issuesOf(error: { issues: readonly { path: readonly PropertyKey[]; message: string }[] }): string {

@@ -12,12 +12,14 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import uvicorn
 
-from .settings import SettingsError, configure_logging, load_settings
+from .settings import Settings, SettingsError, configure_logging, load_settings
 
 if TYPE_CHECKING:
     from .job_queue import JobQueue
@@ -53,6 +55,19 @@ class DrainingServer(uvicorn.Server):
         self.should_exit = True
 
 
+def registry_headers(settings: Settings) -> Callable[[str], dict[str, str]]:
+    """The worker's own registry token, for the registry's hosts only: jobs never carry credentials."""
+    hosts = set(settings.registry_hosts)
+
+    def headers_for(url: str) -> dict[str, str]:
+        host = (urlsplit(url).netloc or "").lower()
+        if settings.registry_token and (host in hosts or host.split(":")[0] in hosts):
+            return {"authorization": f"Bearer {settings.registry_token}"}
+        return {}
+
+    return headers_for
+
+
 def main() -> int:
     try:
         settings = load_settings()
@@ -62,15 +77,24 @@ def main() -> int:
         return 2
     configure_logging(settings.log_level)
     # Imported once the settings are known good, so a configuration error is reported without waiting for diffusers.
-    from .embedding_store import EmbeddingStore
+    from .embedding_store import LORA_FILES, EmbeddingStore
     from .job_queue import JobQueue
     from .models import ModelRegistry
     from .server import create_app
 
     models = ModelRegistry.from_settings(settings)
     store = EmbeddingStore(settings.embedding_cache_dir, settings.embedding_cache_bytes)
+    lora_store = EmbeddingStore(
+        settings.lora_cache_dir,
+        settings.lora_cache_bytes,
+        max_file_bytes=settings.lora_max_bytes,
+        # A LoRA is 10-300 MB: minutes are a fair deadline where an embedding gets two.
+        deadline_s=900.0,
+        kind=LORA_FILES,
+        headers_for=registry_headers(settings),
+    )
     queue = JobQueue(settings.queue_max)
-    app = create_app(settings, models, store, queue)
+    app = create_app(settings, models, store, queue, lora_store=lora_store)
     served = ", ".join(f"{model.air} ({model.family})" for model in models.served())
     logger.info(
         "clipgate-worker on http://%s:%d serving %s%s; device %s, %s, max concurrency %d",
@@ -93,6 +117,7 @@ def main() -> int:
         DrainingServer(config, queue).run()
     finally:
         store.close()
+        lora_store.close()
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Canonical embedding files on local disk, addressed by SHA-256, fetched from the gateway on first use.
+"""Verified files on local disk, addressed by SHA-256, fetched on first use: canonical embedding files from
+the gateway, and LoRA files from the registry (a second store, with its own directory, caps and errors).
 
 - A file is ``{sha256}.safetensors`` in the cache directory. It is downloaded once (httpx, with a timeout
   and a size cap), hashed while it streams, and only renamed into place when the hash matches: a reader
@@ -19,11 +20,21 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from .errors import EmbeddingChecksumMismatch, EmbeddingFileInvalid, EmbeddingUnavailable
+from .errors import (
+    EmbeddingChecksumMismatch,
+    EmbeddingFileInvalid,
+    EmbeddingUnavailable,
+    JobError,
+    LoraChecksumMismatch,
+    LoraFileInvalid,
+    LoraUnavailable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +48,23 @@ SUFFIX = ".safetensors"
 _CHUNK = 256 * 1024
 
 
+@dataclass(frozen=True)
+class FileKind:
+    """What a store holds: the word its messages use, and the protocol error of each way a fetch fails."""
+
+    noun: str
+    unavailable: type[JobError]
+    checksum_mismatch: type[JobError]
+    invalid: type[JobError]
+
+
+EMBEDDING_FILES = FileKind("embedding", EmbeddingUnavailable, EmbeddingChecksumMismatch, EmbeddingFileInvalid)
+LORA_FILES = FileKind("LoRA", LoraUnavailable, LoraChecksumMismatch, LoraFileInvalid)
+
+#: Headers to send with a download, by URL (a registry token for the registry's own host, nothing elsewhere).
+HeadersFor = Callable[[str], Mapping[str, str]]
+
+
 class EmbeddingStore:
     def __init__(
         self,
@@ -46,7 +74,11 @@ class EmbeddingStore:
         max_file_bytes: int = MAX_FILE_BYTES,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         deadline_s: float = DEFAULT_DEADLINE_S,
+        kind: FileKind = EMBEDDING_FILES,
+        headers_for: HeadersFor | None = None,
     ) -> None:
+        self.kind = kind
+        self._headers_for = headers_for or (lambda _url: {})
         self.directory = directory
         self.budget_bytes = budget_bytes
         self.max_file_bytes = max_file_bytes
@@ -91,7 +123,7 @@ class EmbeddingStore:
         if _file_sha256(path) == sha256:
             self._verified.add(sha256)
             return True
-        logger.warning("cached embedding %s does not match its name; downloading it again", path.name)
+        logger.warning("cached %s %s does not match its name; downloading it again", self.kind.noun, path.name)
         path.unlink(missing_ok=True)
         return False
 
@@ -101,10 +133,11 @@ class EmbeddingStore:
         size = 0
         deadline = time.monotonic() + self.deadline_s
         try:
-            with self._client.stream("GET", url) as response:
+            # httpx drops an Authorization header on a redirect to another host (a registry's signed storage URL).
+            with self._client.stream("GET", url, headers=dict(self._headers_for(url))) as response:
                 if response.status_code != 200:
-                    raise EmbeddingUnavailable(
-                        f"embedding {sha256[:12]}: GET {url} answered {response.status_code}; expected 200"
+                    raise self.kind.unavailable(
+                        f"{self.kind.noun} {sha256[:12]}: GET {url} answered {response.status_code}; expected 200"
                     )
                 declared = response.headers.get("content-length")
                 if declared is not None and declared.isdigit() and int(declared) > self.max_file_bytes:
@@ -115,27 +148,25 @@ class EmbeddingStore:
                         if size > self.max_file_bytes:
                             raise self._too_large(sha256, size)
                         if time.monotonic() > deadline:
-                            raise EmbeddingUnavailable(
-                                f"embedding {sha256[:12]}: GET {url} took longer than {self.deadline_s:g} s ({size} bytes so far)"
+                            raise self.kind.unavailable(
+                                f"{self.kind.noun} {sha256[:12]}: GET {url} took longer than {self.deadline_s:g} s ({size} bytes so far)"
                             )
                         digest.update(chunk)
                         file.write(chunk)
             found = digest.hexdigest()
             if found != sha256:
-                raise EmbeddingChecksumMismatch(
-                    f"embedding from {url}: expected SHA-256 {sha256}; the {size} bytes received hash to {found}"
+                raise self.kind.checksum_mismatch(
+                    f"{self.kind.noun} from {url}: expected SHA-256 {sha256}; the {size} bytes received hash to {found}"
                 )
             os.replace(partial, path)
-            logger.info("fetched embedding %s (%d bytes)", sha256[:12], size)
+            logger.info("fetched %s %s (%d bytes)", self.kind.noun, sha256[:12], size)
         except httpx.HTTPError as error:
-            raise EmbeddingUnavailable(f"embedding {sha256[:12]}: GET {url} failed: {type(error).__name__}: {error}") from None
+            raise self.kind.unavailable(f"{self.kind.noun} {sha256[:12]}: GET {url} failed: {type(error).__name__}: {error}") from None
         finally:
             partial.unlink(missing_ok=True)
 
-    def _too_large(self, sha256: str, size: int) -> EmbeddingFileInvalid:
-        return EmbeddingFileInvalid(
-            f"embedding {sha256[:12]}: expected at most {self.max_file_bytes} bytes; found {size} or more"
-        )
+    def _too_large(self, sha256: str, size: int) -> JobError:
+        return self.kind.invalid(f"{self.kind.noun} {sha256[:12]}: expected at most {self.max_file_bytes} bytes; found {size} or more")
 
     def _files(self) -> list[tuple[float, Path, int]]:
         """(last use, path, size) of every cached file, oldest first."""
@@ -162,7 +193,7 @@ class EmbeddingStore:
                 path.unlink(missing_ok=True)
                 self._verified.discard(path.name.removesuffix(SUFFIX))
                 total -= size
-                logger.info("evicted embedding %s (%d bytes) to stay within %d bytes", path.name, size, self.budget_bytes)
+                logger.info("evicted %s %s (%d bytes) to stay within %d bytes", self.kind.noun, path.name, size, self.budget_bytes)
 
     def close(self) -> None:
         self._client.close()

@@ -78,6 +78,28 @@ class EmbeddingUnavailable(JobError):
     retryable = True
 
 
+class LoraUnavailable(JobError):
+    """A LoRA file could not be downloaded now (network, the registry's status)."""
+
+    code = "loraUnavailable"
+    status = 503
+    retryable = True
+
+
+class LoraChecksumMismatch(JobError):
+    code = "loraChecksumMismatch"
+    status = 422
+    retryable = True
+
+
+class LoraFileInvalid(JobError):
+    """The LoRA file is larger than the cap, or does not load into this model (no key or shape fits)."""
+
+    code = "loraFileInvalid"
+    status = 422
+    retryable = False
+
+
 class Busy(JobError):
     code = "busy"
     status = 429

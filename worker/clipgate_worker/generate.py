@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .conditioning_types import Family, LoadedEmbedding, PlacedEmbedding
+from .lora_adapters import LoraAdapters, PlacedLora
 from .schedulers import scheduler_for
 from .text_conditioning import TextConditioner
 
@@ -37,12 +38,17 @@ class Generator:
         self.family = family
         self.device = device
         self.conditioner = TextConditioner(pipeline, family)
+        self.loras = LoraAdapters(pipeline)
         self._default_scheduler = pipeline.scheduler
 
     def check_compatible(self, embedding: LoadedEmbedding) -> None:
         self.conditioner.check_compatible(embedding)
 
-    def run(self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None]) -> list[GeneratedImage]:
+    def run(
+        self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None], loras: Sequence[PlacedLora] = ()
+    ) -> list[GeneratedImage]:
+        # First: a LoRA on the text encoders changes the conditioning, and the previous job's must be gone.
+        self.loras.activate(list(loras))
         conditioning = self.conditioner.encode(job.positive_prompt, job.negative_prompt, embeddings, job.clip_skip, job.prompt_weighting)
         self.pipeline.scheduler = scheduler_for(job.scheduler, self._default_scheduler)
         seeds = [(job.seed + index) & SEED_MASK for index in range(job.number_results)]

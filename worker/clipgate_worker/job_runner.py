@@ -15,7 +15,8 @@ from pathlib import Path
 
 from .conditioning_types import LoadedEmbedding, PlacedEmbedding
 from .embedding_store import EmbeddingStore
-from .errors import EmbeddingFileInvalid
+from .errors import EmbeddingFileInvalid, LoraUnavailable
+from .lora_adapters import PlacedLora
 from .job_queue import JobControl, JobOutcome
 from .job_spec import JobSpec
 from .models import ModelRegistry
@@ -30,9 +31,11 @@ class JobRunner:
         store: EmbeddingStore,
         load_embedding: EmbeddingLoader | None = None,
         clock: Callable[[], float] = time.monotonic,
+        lora_store: EmbeddingStore | None = None,
     ) -> None:
         self._models = models
         self._store = store
+        self._lora_store = lora_store
         self._load_embedding = load_embedding or _real_loader
         self._clock = clock
 
@@ -50,6 +53,7 @@ class JobRunner:
                 )
             loaded.append((embedding, index))
             control.raise_if_cancelled()
+        loras = self._fetch_loras(job, control)
         fetched = self._clock()
 
         generator = self._models.generator_for(job.model.air)
@@ -68,7 +72,7 @@ class JobRunner:
         checked = self._clock()
         control.raise_if_cancelled()
 
-        images = generator.run(job, placed, control.on_step)
+        images = generator.run(job, placed, control.on_step, loras)
         finished = self._clock()
         return JobOutcome(
             images=images,
@@ -76,6 +80,20 @@ class JobRunner:
             inference_ms=((model_ready - fetched) + (finished - checked)) * 1000,
             warnings=warnings_for(job),
         )
+
+
+    def _fetch_loras(self, job: JobSpec, control: JobControl) -> list[PlacedLora]:
+        """Each LoRA file from its URL (the registry's), verified against the job's SHA-256, before any GPU work."""
+        if not job.loras:
+            return []
+        if self._lora_store is None:
+            raise LoraUnavailable("this worker has no LoRA store configured")
+        placed = []
+        for lora in job.loras:
+            path = self._lora_store.get(lora.url, lora.sha256)
+            placed.append(PlacedLora(sha256=lora.sha256, path=path, size_bytes=path.stat().st_size, weight=lora.weight))
+            control.raise_if_cancelled()
+        return placed
 
 
 def warnings_for(job: JobSpec) -> list[str]:

@@ -28,7 +28,9 @@ DEFAULT_OUTPUT_QUALITY = 95
 
 #: The optional protocol features this worker has, as its health report advertises them. It has no NSFW
 #: classifier, so a job with ``checkNSFW`` is refused as a field it does not know.
-CAPABILITIES = ("outputQuality", "promptWeighting", "embeddingMentions")
+CAPABILITIES = ("outputQuality", "promptWeighting", "embeddingMentions", "loras")
+#: LoRA weights, as Runware's (a negative weight pushes the style away).
+LORA_WEIGHT_LIMIT = 4
 #: Room for a marker ``<embedding:AIR>`` around the longest AIR (300); bounds the matcher's work.
 MAX_MENTION_LENGTH = 320
 MAX_MENTIONS = 16
@@ -56,6 +58,17 @@ class JobEmbedding:
 
 
 @dataclass(frozen=True)
+class JobLora:
+    air: str
+    #: SHA-256 of the file at ``url``, as the registry lists it: the download is verified against it.
+    sha256: str
+    url: str
+    size_bytes: int
+    weight: float
+    family: str
+
+
+@dataclass(frozen=True)
 class JobSpec:
     job_id: str
     model: ModelRef
@@ -76,6 +89,8 @@ class JobSpec:
     output_quality: int = DEFAULT_OUTPUT_QUALITY
     #: None: the prompts are text (capability ``promptWeighting``).
     prompt_weighting: PromptWeighting | None = None
+    #: Capability ``loras``: adapters applied to the UNet and text encoder(s) for this job only.
+    loras: tuple[JobLora, ...] = ()
 
 
 def parse_job(body: bytes | str) -> JobSpec:
@@ -128,10 +143,28 @@ class _JobEmbedding(_Strict):
     @field_validator("url")
     @classmethod
     def _fetchable(cls, url: str) -> str:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"expected an absolute http(s) URL; found {url!r}")
-        return url
+        return _fetchable_url(url)
+
+
+def _fetchable_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"expected an absolute http(s) URL; found {url!r}")
+    return url
+
+
+class _JobLora(_Strict):
+    air: str
+    sha256: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+    url: str
+    sizeBytes: Annotated[JsonInt, Field(ge=1)]
+    weight: Annotated[float, Field(ge=-LORA_WEIGHT_LIMIT, le=LORA_WEIGHT_LIMIT, allow_inf_nan=False)]
+    family: Annotated[str, Field(min_length=1)]
+
+    @field_validator("url")
+    @classmethod
+    def _fetchable(cls, url: str) -> str:
+        return _fetchable_url(url)
 
 
 class _JobRequest(_Strict):
@@ -152,6 +185,7 @@ class _JobRequest(_Strict):
     outputQuality: Annotated[JsonInt, Field(ge=20, le=99)] = DEFAULT_OUTPUT_QUALITY
     promptWeighting: PromptWeighting | None = None
     embeddings: list[_JobEmbedding]
+    loras: list[_JobLora] = []
 
     @field_validator("seed")
     @classmethod
@@ -189,5 +223,9 @@ class _JobRequest(_Strict):
                     mentions=tuple(item.mentions),
                 )
                 for item in self.embeddings
+            ),
+            loras=tuple(
+                JobLora(air=item.air, sha256=item.sha256, url=item.url, size_bytes=item.sizeBytes, weight=item.weight, family=item.family)
+                for item in self.loras
             ),
         )

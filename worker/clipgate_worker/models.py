@@ -23,6 +23,7 @@ from .errors import UnknownModel
 from .settings import ModelSource, Settings
 
 if TYPE_CHECKING:
+    from .lora_adapters import PlacedLora
     from .job_spec import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class ImageGenerator(Protocol):
     def check_compatible(self, embedding: LoadedEmbedding) -> None: ...
 
     def run(
-        self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None]
+        self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None], loras: Sequence[PlacedLora] = ()
     ) -> Sequence[EncodedImage]: ...
 
 

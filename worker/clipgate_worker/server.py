@@ -43,13 +43,14 @@ def create_app(
     store: EmbeddingStore,
     queue: JobQueue,
     run: JobRun | None = None,
+    lora_store: EmbeddingStore | None = None,
 ) -> FastAPI:
     """The app; its lifespan starts the queue's job thread (``run``: the real JobRunner unless a test
     passes another) and stops it after the running job."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        queue.start(run or JobRunner(models, store))
+        queue.start(run or JobRunner(models, store, lora_store=lora_store))
         yield
         await asyncio.to_thread(queue.stop, STOP_TIMEOUT_S)
 

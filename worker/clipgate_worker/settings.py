@@ -57,6 +57,12 @@ class Settings:
     max_loaded_models: int
     embedding_cache_dir: Path
     embedding_cache_bytes: int
+    lora_cache_dir: Path
+    lora_cache_bytes: int
+    lora_max_bytes: int
+    #: The worker's own registry token, sent only to ``registry_hosts`` (never carried in a job).
+    registry_token: str | None
+    registry_hosts: tuple[str, ...]
     device: torch.device
     dtype: torch.dtype
     log_level: str
@@ -91,6 +97,11 @@ def load_settings(
         "WORKER_EMBEDDING_CACHE_DIR", str(Path(tempfile.gettempdir()) / "clipgate-worker-embeddings"), _directory
     )
     cache_bytes = read("WORKER_EMBEDDING_CACHE_BYTES", str(512 * MIB), lambda raw: _integer(raw, 1, 1 << 50))
+    lora_dir = read("WORKER_LORA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "clipgate-worker-loras"), _directory)
+    lora_bytes = read("WORKER_LORA_CACHE_BYTES", str(4096 * MIB), lambda raw: _integer(raw, 1, 1 << 50))
+    lora_max = read("WORKER_LORA_MAX_BYTES", str(1024 * MIB), lambda raw: _integer(raw, 1, 1 << 40))
+    registry_token = env.get("WORKER_REGISTRY_TOKEN", "").strip() or None
+    registry_hosts = read("WORKER_REGISTRY_HOSTS", "civitai.com", _hosts)
     device = read("WORKER_DEVICE", "auto", lambda raw: _device(raw, cuda_available))
     log_level = read("WORKER_LOG_LEVEL", "INFO", _log_level)
     if problems:
@@ -104,11 +115,24 @@ def load_settings(
         max_loaded_models=max_loaded,
         embedding_cache_dir=cache_dir,
         embedding_cache_bytes=cache_bytes,
+        lora_cache_dir=lora_dir,
+        lora_cache_bytes=lora_bytes,
+        lora_max_bytes=lora_max,
+        registry_token=registry_token,
+        registry_hosts=registry_hosts,
         device=device,
         # Half precision is what GPUs run diffusion in; CPUs have no fast fp16 kernels.
         dtype=torch.float16 if device.type == "cuda" else torch.float32,
         log_level=log_level,
     )
+
+
+def _hosts(raw: str) -> tuple[str, ...]:
+    """Comma-separated host names (``host`` or ``host:port``), lower-cased."""
+    hosts = tuple(part.strip().lower() for part in raw.split(",") if part.strip())
+    if not hosts or any("/" in host or " " in host for host in hosts):
+        raise ValueError(f"expected comma-separated host names such as civitai.com or 127.0.0.1:8080; found {raw!r}")
+    return hosts
 
 
 def _non_empty(raw: str) -> str:

@@ -20,7 +20,7 @@ from worker_support import (
     serve,
 )
 
-from clipgate_worker.embedding_store import EmbeddingStore
+from clipgate_worker.embedding_store import LORA_FILES, EmbeddingStore
 from clipgate_worker.job_queue import JobQueue
 from clipgate_worker.models import ModelRegistry
 from clipgate_worker.server import create_app
@@ -43,6 +43,13 @@ def file_server() -> Iterator[FileServer]:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[EmbeddingStore]:
     store = EmbeddingStore(tmp_path / "embeddings", budget_bytes=64 * 1024 * 1024, timeout_s=5.0)
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def lora_store(tmp_path: Path) -> Iterator[EmbeddingStore]:
+    store = EmbeddingStore(tmp_path / "loras", budget_bytes=256 * 1024 * 1024, timeout_s=5.0, kind=LORA_FILES)
     yield store
     store.close()
 
@@ -91,13 +98,13 @@ def stand_in_models() -> StandInModels:
 
 
 @pytest.fixture
-def start_worker(settings: Settings, store: EmbeddingStore, schemas: ProtocolSchemas) -> Iterator[StartWorker]:
+def start_worker(settings: Settings, store: EmbeddingStore, lora_store: EmbeddingStore, schemas: ProtocolSchemas) -> Iterator[StartWorker]:
     """Starts the real app on a real uvicorn with the given registry; returns a validating client and the queue."""
     stack = ExitStack()
 
     def start(models: ModelRegistry, queue_max: int = 2) -> tuple[WorkerClient, JobQueue]:
         queue = JobQueue(queue_max)
-        base = stack.enter_context(serve(create_app(settings, models, store, queue)))
+        base = stack.enter_context(serve(create_app(settings, models, store, queue, lora_store=lora_store)))
         client = WorkerClient(base, schemas)
         stack.callback(client.close)
         return client, queue

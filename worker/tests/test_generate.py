@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import io
-from types import SimpleNamespace
 
 import pytest
 import torch
 from PIL import Image
+
+from worker_support import generator_job
 
 from clipgate_worker.conditioning_types import LoadedEmbedding, PlacedEmbedding
 from clipgate_worker.errors import Cancelled, InvalidJob
@@ -21,24 +22,7 @@ def sd1_generator():
     return Generator(build_tiny_pipeline("sd1"), "sd1", torch.device("cpu"))
 
 
-def job(**overrides):
-    fields = dict(
-        positive_prompt="a lighthouse at dusk",
-        negative_prompt="blurry",
-        width=128,
-        height=128,
-        steps=2,
-        cfg_scale=7.0,
-        seed=42,
-        scheduler="Default",
-        clip_skip=0,
-        number_results=1,
-        output_format="PNG",
-        output_quality=95,
-        prompt_weighting=None,
-    )
-    fields.update(overrides)
-    return SimpleNamespace(**fields)
+job = generator_job
 
 
 def embedding(seed: int) -> LoadedEmbedding:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 import torch
 from PIL import Image
+from tiny_loras import write_lora
 from worker_support import (
     SD1_AIR,
     SDXL_AIR,
@@ -44,7 +45,7 @@ def test_health_reports_models_families_capacity_and_what_is_loaded(start_worker
         "models": [{"air": SD1_AIR, "family": "sd1", "loaded": False}, {"air": SDXL_AIR, "family": "sdxl", "loaded": False}],
         "maxConcurrency": 3,
         "load": {"running": 0, "queued": 0},
-        "capabilities": ["outputQuality", "promptWeighting", "embeddingMentions"],
+        "capabilities": ["outputQuality", "promptWeighting", "embeddingMentions", "loras"],
     }
     assert client.submit(job_body()).last["event"] == "result"
     assert [model["loaded"] for model in client.health()["models"]] == [True, False]
@@ -76,6 +77,23 @@ def test_an_sd1_job_with_embeddings_on_a_tiny_pipeline(start_worker: StartWorker
     # The same job again: both files are cached, so nothing is downloaded twice.
     assert client.submit({**body, "jobId": "job-2"}).last["event"] == "result"
     assert file_server.hits[f"{style_sha}.safetensors"] == 1 and file_server.hits[f"{bad_sha}.safetensors"] == 1
+
+
+def test_a_job_with_a_lora_downloads_it_once_and_applies_it_to_that_job_only(
+    start_worker: StartWorker, tiny_models: ModelRegistry, file_server: FileServer, sd1, tmp_path
+) -> None:
+    client, _ = start_worker(tiny_models)
+    path, sha = write_lora(tmp_path, sd1, "sd1", 7, "kohya")
+    url, _ = file_server.add(path.read_bytes(), name="style.safetensors")
+    lora = {"air": "civitai:9@9", "sha256": sha, "url": url, "sizeBytes": path.stat().st_size, "weight": 0.8, "family": "sd1"}
+    plain = client.submit(job_body(jobId="plain-1")).last["images"][0]["data"]
+    with_lora = client.submit(job_body(jobId="lora-1", loras=[lora])).last["images"][0]["data"]
+    assert with_lora != plain
+    assert client.submit(job_body(jobId="lora-2", loras=[lora])).last["images"][0]["data"] == with_lora
+    assert client.submit(job_body(jobId="plain-2")).last["images"][0]["data"] == plain
+    assert file_server.hits["style.safetensors"] == 1
+    refused = client.submit(job_body(jobId="lora-3", loras=[{**lora, "sha256": "b" * 64}]))
+    assert refused.last["event"] == "error" and refused.last["error"]["code"] == "loraChecksumMismatch"
 
 
 def test_an_sdxl_job_gives_numbered_seeds_that_wrap_at_2_64(start_worker: StartWorker, tiny_models: ModelRegistry, file_server: FileServer) -> None:

@@ -52,6 +52,8 @@ class FileServer:
         self.files: dict[str, bytes] = {}
         self.status: dict[str, int] = {}
         self.hits: Counter[str] = Counter()
+        #: The Authorization header of each request, by file name (None when it carried none).
+        self.authorization: dict[str, str | None] = {}
         self.delay_s = 0.0
         server = self
 
@@ -59,6 +61,7 @@ class FileServer:
             def do_GET(self) -> None:  # noqa: N802 - http.server's naming
                 name = self.path.removeprefix("/files/")
                 server.hits[name] += 1
+                server.authorization[name] = self.headers.get("authorization")
                 time.sleep(server.delay_s)
                 status = server.status.get(name, 200 if name in server.files else 404)
                 body = server.files.get(name, b"") if status == 200 else b"no"
@@ -89,6 +92,29 @@ class FileServer:
     def close(self) -> None:
         self._httpd.shutdown()
         self._httpd.server_close()
+
+
+def generator_job(**overrides: Any) -> Any:
+    """The fields Generator.run reads of a JobSpec, 128x128 and 2 steps unless overridden."""
+    from types import SimpleNamespace
+
+    fields: dict[str, Any] = dict(
+        positive_prompt="a lighthouse at dusk",
+        negative_prompt="blurry",
+        width=128,
+        height=128,
+        steps=2,
+        cfg_scale=7.0,
+        seed=42,
+        scheduler="Default",
+        clip_skip=0,
+        number_results=1,
+        output_format="PNG",
+        output_quality=95,
+        prompt_weighting=None,
+    )
+    fields.update(overrides)
+    return SimpleNamespace(**fields)
 
 
 def random_embedding(family: str, count: int, seed: int) -> LoadedEmbedding:
@@ -183,7 +209,7 @@ class StandInGenerator:
         if embedding.family != self.family:
             raise EmbeddingShapeMismatch(f"stand-in: embedding is {embedding.family}; model is {self.family}")
 
-    def run(self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None]) -> Sequence[StandInImage]:
+    def run(self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None], loras: Sequence[Any] = ()) -> Sequence[StandInImage]:
         self.runs.append((job, embeddings))
         try:
             for step in range(1, job.steps + 1):

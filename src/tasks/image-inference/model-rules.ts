@@ -19,6 +19,7 @@ export interface EmbeddingUse {
 export interface LoraUse {
   readonly index: number;
   readonly air: Air;
+  readonly weight: number;
 }
 
 /** The parts of a task the rules look at; each part is present only where it passed structural checks. */
@@ -134,6 +135,16 @@ export function checkModelUse(
           parameter,
         }),
       );
+    } else if (base && baseFamily !== undefined && record.family !== baseFamily) {
+      errors.push(incompatibleLora(record, base, parameter, details));
+    }
+    if (lora.weight === 0) {
+      warnings.push(
+        createWarning('ineffectiveLoraWeight', `weight 0 for LoRA "${lora.air.canonical}" has no effect; it is not applied. Remove the entry or give it a weight.`, {
+          ...details,
+          parameter: `lora[${lora.index}].weight`,
+        }),
+      );
     }
   }
 
@@ -196,6 +207,15 @@ function incompatibleFamily(embedding: ModelRecord, base: ModelRecord, parameter
   return createError(
     'incompatibleEmbeddingFamily',
     `embedding "${embedding.air}" (${embedding.name}) was trained for ${familyLabel(embedding.family)}, but model "${base.air}" (${base.name}) is ${familyLabel(base.family)}; its vectors do not fit that text encoder. Use a ${familyLabel(base.family)} version of the embedding, or a ${familyLabel(embedding.family)} model.`,
+    { ...details, parameter, allowed: [base.family] },
+  );
+}
+
+function incompatibleLora(lora: ModelRecord, base: ModelRecord, parameter: string, details: ErrorDetails): ApiError {
+  const evidence = lora.loraFile ? ` (its file says so: ${lora.loraFile.evidence})` : '';
+  return createError(
+    'incompatibleLoraFamily',
+    `LoRA "${lora.air}" (${lora.name}) was trained for ${familyLabel(lora.family)}${evidence}, but model "${base.air}" (${base.name}) is ${familyLabel(base.family)}; its weights do not fit that model. Use a ${familyLabel(base.family)} version of the LoRA, or a ${familyLabel(lora.family)} model.`,
     { ...details, parameter, allowed: [base.family] },
   );
 }

@@ -50,7 +50,7 @@ export const embeddingEntrySchema = z.strictObject({
 
 export const loraEntrySchema = z.strictObject({
   model: airSchema,
-  weight: weightSchema,
+  weight: weightSchema.meta({ description: 'Adapter weight, −4 to 4 (negative pushes the style away); 0 has no effect and is not applied.' }),
 });
 
 const dimension = (name: string) =>
@@ -99,7 +99,10 @@ export const imageInferenceFields = {
   deliveryMethod: z.enum(deliveryMethods).default('sync'),
   webhookURL: z.url({ protocol: /^https?$/ }).max(2048).optional(),
   includeCost: z.boolean().default(false),
-  lora: z.array(loraEntrySchema).max(MAX_LORAS_PER_TASK).default([]),
+  lora: z.array(loraEntrySchema).max(MAX_LORAS_PER_TASK).default([]).meta({
+    description:
+      "LoRAs applied to the UNet and text encoder(s), beside embeddings. Each must be of the base model's family (read from its file's header); tasks with LoRAs go only to workers that apply them, and with none get a retryable noAvailableWorker, never an image without them.",
+  }),
   embeddings: z.array(embeddingEntrySchema).max(MAX_EMBEDDINGS_CEILING).default([]).meta({
     description:
       'Textual inversions to inject into the CLIP text encoder(s). Only SD 1.x and SDXL base models take them; the count limit is MAX_EMBEDDINGS_PER_TASK.',

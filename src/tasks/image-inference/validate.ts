@@ -5,7 +5,7 @@ import type { LookupContext, ModelResolver, Resolution } from '../../contracts/m
 import { MAX_LORAS_PER_TASK, OUTPUT_QUALITY } from '../../contracts/task-limits.js';
 import type { Family } from '../../contracts/families.js';
 import type { ModelRecord } from '../../contracts/model-record.js';
-import type { ValidatedEmbedding, ValidatedTask } from '../../contracts/validated-task.js';
+import type { ValidatedEmbedding, ValidatedLora, ValidatedTask } from '../../contracts/validated-task.js';
 import type { IncomingTask } from '../task-type.js';
 import { issuesToErrors } from '../structural-errors.js';
 import { parseCommonTask } from './fast-parse.js';
@@ -147,7 +147,13 @@ function withRecords(
     embeddings.push(named ? { air: entry.model, weight: entry.weight, record, mentions: named } : { air: entry.model, weight: entry.weight, record });
   }
   if (!model) return undefined;
-  return { task, index, model, embeddings };
+  const loras: ValidatedLora[] = [];
+  for (const entry of task.lora) {
+    const record = recordOf(entry.model, resolutions);
+    if (!record) return undefined;
+    loras.push({ air: entry.model, weight: entry.weight, record });
+  }
+  return { task, index, model, embeddings, loras };
 }
 
 function inspectStructure(incoming: IncomingTask, limits: RuleLimits): Inspection {
@@ -185,7 +191,7 @@ function useOfParsed(task: ImageInferenceTask): ModelUse {
     cfgScale: task.CFGScale,
     embeddingCount: task.embeddings.length,
     embeddings: task.embeddings.map((entry, index) => ({ index, air: entry.model, weight: entry.weight })),
-    loras: task.lora.map((entry, index) => ({ index, air: entry.model })),
+    loras: task.lora.map((entry, index) => ({ index, air: entry.model, weight: entry.weight })),
   };
 }
 
@@ -201,7 +207,7 @@ function useOfRaw(raw: Record<string, unknown>): ModelUse {
     air: entry.model,
     weight: entry.weight,
   }));
-  const loras = validEntries(raw['lora'], loraEntrySchema).map(({ index, entry }) => ({ index, air: entry.model }));
+  const loras = validEntries(raw['lora'], loraEntrySchema).map(({ index, entry }) => ({ index, air: entry.model, weight: entry.weight }));
   return {
     model: model.success ? model.data : undefined,
     cfgScale: cfgScale.success ? cfgScale.data : 7,
