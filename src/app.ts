@@ -19,6 +19,8 @@ import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import { webSocketRoutes } from './api/websocket/websocket-route.js';
 import { createMemorySessionStore } from './sessions/memory-session-store.js';
+import type { TaskLedger } from './contracts/task-ledger.js';
+import { createMemoryTaskLedger } from './ledger/memory-task-ledger.js';
 import { createSessionHub, hubTiming, sessionTiming, type SessionHub } from './sessions/session-hub.js';
 import { createApiKeys } from './tasks/api-keys.js';
 import { createTaskService } from './tasks/task-service.js';
@@ -46,6 +48,8 @@ export interface AppDependencies {
   readonly logStream?: DestinationStream;
   /** WebSocket sessions; in this process alone when absent. */
   readonly sessions?: SessionHub;
+  /** Each task's fate, for getResponse; in this process alone when absent. */
+  readonly ledger?: TaskLedger;
 }
 
 /** The whole gateway as a Fastify instance, without a port: plugins and routes, nothing else. */
@@ -108,7 +112,14 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
 
   const keys = createApiKeys(config.apiKeys);
   const service = createTaskService(
-    createTaskTypes({ keys, resolver: dependencies.resolver, dispatcher: dependencies.dispatcher, limits: config.limits, lookupsPerRequest: config.registryLimits.lookupsPerRequest }),
+    createTaskTypes({
+      keys,
+      resolver: dependencies.resolver,
+      dispatcher: dependencies.dispatcher,
+      limits: config.limits,
+      lookupsPerRequest: config.registryLimits.lookupsPerRequest,
+      ledger: dependencies.ledger ?? createMemoryTaskLedger({ ttlSeconds: config.taskLedgerTtlSeconds }),
+    }),
     keys,
   );
   // The task routes authorize inside: Runware's payload auth puts the key in the body.

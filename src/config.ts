@@ -78,6 +78,7 @@ const environmentSchema = z.object({
   WS_IDLE_TIMEOUT_MS: positiveInt(120_000, 3_600_000),
   WS_SLOW_READER_TIMEOUT_MS: positiveInt(30_000, 600_000),
   WS_RESUME_WINDOW_SECONDS: positiveInt(120, 86_400),
+  TASK_LEDGER_TTL_SECONDS: positiveInt(86_400, 30 * 86_400),
 });
 
 export interface Config {
@@ -121,6 +122,8 @@ export interface Config {
   readonly imageStoreDir: string;
   /** How long stored images are kept before the sweep deletes them. */
   readonly imageTtlSeconds: number;
+  /** How long getResponse can find a finished task (TASK_LEDGER_TTL_SECONDS). */
+  readonly taskLedgerTtlSeconds: number;
   /** Price of one step on one megapixel, for the `cost` of a task with includeCost. */
   readonly costPerMegapixelStep: number;
   readonly limits: {
@@ -218,6 +221,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     },
     imageStoreDir: values.IMAGE_STORE_DIR ?? join(tmpdir(), 'clipgate-images'),
     imageTtlSeconds: values.IMAGE_TTL_SECONDS,
+    taskLedgerTtlSeconds: values.TASK_LEDGER_TTL_SECONDS,
     costPerMegapixelStep: values.COST_PER_MEGAPIXEL_STEP,
     limits: {
       maxTasksPerRequest: values.MAX_TASKS_PER_REQUEST,

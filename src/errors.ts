@@ -204,6 +204,16 @@ export const errorCatalogue = {
     retryable: false,
     description: "The task's embeddings hold more vectors together than a worker's text encoder has slots for (1,024).",
   },
+  taskNotFound: {
+    status: 404,
+    retryable: false,
+    description: 'getResponse: this API key sent no task with that taskUUID, or its record is older than TASK_LEDGER_TTL_SECONDS.',
+  },
+  taskLedgerUnavailable: {
+    status: 503,
+    retryable: true,
+    description: "getResponse: the task ledger's store (Redis) is not answering; ask again in a moment.",
+  },
   duplicateEmbedding: {
     status: 400,
     retryable: false,

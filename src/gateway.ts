@@ -8,6 +8,7 @@ import type { ModelRecord } from './contracts/model-record.js';
 import { createModelResolution, REDIS_NAMESPACE, type ModelResolution } from './models/model-resolution.js';
 import { createMemorySessionStore } from './sessions/memory-session-store.js';
 import { createRedisSessionStore } from './sessions/redis-session-store.js';
+import { createRedisTaskLedger } from './ledger/redis-task-ledger.js';
 import { createSessionHub, hubTiming, sessionTiming, type SessionHub } from './sessions/session-hub.js';
 
 export interface Gateway {
@@ -48,6 +49,9 @@ export async function createGateway(
     imageStore: dispatch.imageStore,
     sessions,
     drain,
+    ...(resolution.redis && {
+      ledger: createRedisTaskLedger({ redis: resolution.redis, namespace: REDIS_NAMESPACE, ttlSeconds: config.taskLedgerTtlSeconds, logger }),
+    }),
     ...(logStream && { logStream }),
   });
   app.addHook('onClose', async () => {

@@ -3,11 +3,12 @@ import { errorCatalogue, warningCatalogue, type ErrorCode, type WarningCode } fr
 import { authenticationTaskSchema } from '../tasks/authentication/authentication-task.js';
 import { imageInferenceSchema } from '../tasks/image-inference/schema.js';
 import { pingTaskSchema } from '../tasks/ping/ping-task.js';
+import { getResponseTaskSchema } from '../tasks/get-response/get-response-task.js';
 
 /** Schemas of the public API's bodies, for the OpenAPI document; built from the same catalogue and task schema. */
 
 export const taskArraySchema = z
-  .array(z.union([imageInferenceSchema, authenticationTaskSchema, pingTaskSchema]))
+  .array(z.union([imageInferenceSchema, authenticationTaskSchema, pingTaskSchema, getResponseTaskSchema]))
   .min(1)
   .meta({ description: 'A JSON array of tasks; each is validated and run independently (a single object is refused).' });
 
@@ -54,8 +55,13 @@ const imageResultSchema = z
     seed: seedOut,
     NSFWContent: z.boolean().optional().meta({ description: "Present when the task asked for checkNSFW: the worker's classifier's verdict." }),
     cost: z.number().optional(),
+    status: z.literal('success').optional().meta({ description: 'In a getResponse answer: the task finished, and this is one of its results.' }),
   })
   .meta({ id: 'ImageResult' });
+
+const taskStatusResultSchema = z
+  .object({ taskType: z.literal('imageInference'), taskUUID: z.string(), status: z.literal('processing') })
+  .meta({ id: 'TaskStatusResult', description: 'In a getResponse answer: the task has not finished yet; ask again.' });
 
 const authenticationResultSchema = z
   .object({
@@ -71,7 +77,7 @@ const pongSchema = z
 
 export const taskResponseSchema = z
   .object({
-    data: z.array(z.union([imageResultSchema, authenticationResultSchema, pongSchema])).min(1).optional(),
+    data: z.array(z.union([imageResultSchema, authenticationResultSchema, pongSchema, taskStatusResultSchema])).min(1).optional(),
     errors: z.array(errorSchema).min(1).optional(),
     warnings: z.array(warningSchema).min(1).optional(),
     error: z

@@ -16,6 +16,15 @@ export interface ImageResult {
   /** Present when the task asked for checkNSFW: the worker's classifier's verdict. */
   readonly NSFWContent?: boolean;
   readonly cost?: number;
+  /** In a getResponse answer: the task finished and this is one of its results. */
+  readonly status?: 'success';
+}
+
+/** In a getResponse answer: the task has not finished yet. */
+export interface TaskStatusResult {
+  readonly taskType: 'imageInference';
+  readonly taskUUID: string;
+  readonly status: 'processing';
 }
 
 /** The answer to an `authentication` task. */
@@ -33,4 +42,4 @@ export interface PongResult {
   readonly taskUUID?: string;
 }
 
-export type TaskResult = ImageResult | AuthenticationResult | PongResult;
+export type TaskResult = ImageResult | AuthenticationResult | PongResult | TaskStatusResult;

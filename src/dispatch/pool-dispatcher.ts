@@ -171,7 +171,7 @@ function resultProblem(images: readonly JobImage[], job: JobRequest): string | u
 
 /** What a worker must advertise to take this job: the job carries those fields only when the task needs them. */
 function requiredCapabilities(job: JobRequest): readonly WorkerCapability[] {
-  const mentions = job.embeddings.some((embedding) => embedding.mentions !== undefined);
+  const mentions = job.embeddings.length > 0 && job.embeddings.some((embedding) => embedding.mentions !== undefined);
   if (job.outputQuality === undefined && job.checkNSFW === undefined && job.promptWeighting === undefined && !mentions && job.loras === undefined) return noCapabilities;
   const required: WorkerCapability[] = [];
   if (job.outputQuality !== undefined) required.push('outputQuality');
@@ -306,7 +306,7 @@ export function jobFor(validated: ValidatedTask, publicBaseUrl: string): JobRequ
   if (task.checkNSFW) job.checkNSFW = true;
   if (task.promptWeighting) job.promptWeighting = task.promptWeighting;
   // Weight 0 does nothing (the client was warned); a task left with none needs no LoRA-capable worker.
-  const loras = validated.loras.flatMap(({ air, weight, record }) =>
+  const loras = validated.loras.length === 0 ? [] : validated.loras.flatMap(({ air, weight, record }) =>
     record.loraFile && weight !== 0
       ? [{ air: air.canonical, sha256: record.loraFile.sha256, url: record.loraFile.downloadUrl, sizeBytes: Math.max(1, record.loraFile.sizeBytes), weight, family: record.family }]
       : [],

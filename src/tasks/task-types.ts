@@ -1,7 +1,9 @@
 import type { Dispatcher } from '../contracts/dispatcher.js';
 import type { ModelResolver } from '../contracts/model-resolver.js';
+import type { TaskLedger } from '../contracts/task-ledger.js';
 import type { ApiKeys } from './api-keys.js';
 import { createAuthenticationTaskType } from './authentication/authentication-task.js';
+import { createGetResponseTaskType } from './get-response/get-response-task.js';
 import { createImageInferenceTaskType } from './image-inference/image-inference-task.js';
 import type { RuleLimits } from './image-inference/model-rules.js';
 import { pingTaskType } from './ping/ping-task.js';
@@ -13,6 +15,7 @@ export interface TaskTypeDependencies {
   readonly dispatcher: Dispatcher;
   readonly limits: RuleLimits;
   readonly lookupsPerRequest?: number;
+  readonly ledger: TaskLedger;
 }
 
 /** The one registry of task types: a new type is a module of its own, added here. */
@@ -21,5 +24,6 @@ export function createTaskTypes(dependencies: TaskTypeDependencies): TaskType[] 
     createImageInferenceTaskType(dependencies),
     createAuthenticationTaskType(dependencies.keys),
     pingTaskType,
+    createGetResponseTaskType(dependencies.ledger),
   ];
 }

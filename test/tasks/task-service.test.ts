@@ -1,3 +1,4 @@
+import { createMemoryTaskLedger } from '../../src/ledger/memory-task-ledger.js';
 import { describe, expect, it } from 'vitest';
 import { neverCancelled } from '../../src/contracts/cancellation.js';
 import type { TaskResult } from '../../src/contracts/task-result.js';
@@ -12,7 +13,7 @@ import { createEchoDispatcher, imageTask, testRecords } from '../helper.js';
 const KEY = 'service-test-key-0123456789';
 const keys = createApiKeys([KEY]);
 const principal = keys.verify(KEY);
-const service = createTaskService(createTaskTypes({ keys, resolver: createCatalogueResolver(testRecords), dispatcher: createEchoDispatcher(), limits: { maxEmbeddingsPerTask: 10 } }), keys);
+const service = createTaskService(createTaskTypes({ keys, resolver: createCatalogueResolver(testRecords), dispatcher: createEchoDispatcher(), limits: { maxEmbeddingsPerTask: 10 }, ledger: createMemoryTaskLedger({ ttlSeconds: 60 }) }), keys);
 
 /** Records what the service reports, in the order it reports it. */
 class RecordingSink implements TaskSink {
@@ -52,8 +53,8 @@ describe('the task service', () => {
     const errors: ApiError[] = [];
     sink.errors = (_index, found) => void errors.push(...found);
     await service.run([{ taskType: 'videoInference', taskUUID: 'x' }], { principal, cancellation: neverCancelled }, sink);
-    expect(errors[0]).toMatchObject({ taskUUID: 'x', taskType: 'videoInference', taskIndex: 0, allowed: ['imageInference', 'authentication', 'ping'] });
-    expect(service.taskTypes).toEqual(['imageInference', 'authentication', 'ping']);
+    expect(errors[0]).toMatchObject({ taskUUID: 'x', taskType: 'videoInference', taskIndex: 0, allowed: ['imageInference', 'authentication', 'ping', 'getResponse'] });
+    expect(service.taskTypes).toEqual(['imageInference', 'authentication', 'ping', 'getResponse']);
   });
 
   it('refuses every task that shares a taskUUID and keeps the others', async () => {

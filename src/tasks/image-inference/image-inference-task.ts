@@ -2,6 +2,8 @@ import type { Dispatcher } from '../../contracts/dispatcher.js';
 import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import { createError, type ApiError, type ErrorDetails } from '../../errors.js';
 import type { ModelResolver } from '../../contracts/model-resolver.js';
+import type { TaskLedger } from '../../contracts/task-ledger.js';
+import type { ImageResult } from '../../contracts/task-result.js';
 import type { TaskType } from '../task-type.js';
 import type { RuleLimits } from './model-rules.js';
 import { validateImageInferenceTasks } from './validate.js';
@@ -12,6 +14,8 @@ export interface ImageInferenceDependencies {
   readonly limits: RuleLimits;
   /** Cold AIRs one request may send to the registry (REGISTRY_LOOKUPS_PER_REQUEST). */
   readonly lookupsPerRequest?: number;
+  /** Where each task's fate is kept for getResponse; absent: nowhere. */
+  readonly ledger?: TaskLedger;
 }
 
 /**
@@ -25,30 +29,44 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
     async run(tasks, context, sink) {
       const lookups = { ...(context.principal && { principal: context.principal.id }), ...(dependencies.lookupsPerRequest !== undefined && { sourceLookups: dependencies.lookupsPerRequest }) };
       const verdicts = await validateImageInferenceTasks(tasks, dependencies, { lookups });
+      const ledger = context.principal && dependencies.ledger;
+      const principal = context.principal?.id ?? '';
       const running: Promise<void>[] = [];
+      // A refused task is recorded too (getResponse gives its errors), before it ends.
+      const refuse = (index: number, taskUUID: string | undefined, errors: readonly ApiError[]) => {
+        sink.errors(index, errors);
+        if (ledger && taskUUID && UUID.test(taskUUID)) running.push(ledger.finished(principal, { taskUUID, taskType: 'imageInference', state: 'error', results: [], errors }).then(() => sink.end(index)));
+        else sink.end(index);
+      };
       let inlineLeft = context.inlineMegapixels;
       for (const verdict of verdicts) {
         if (verdict.warnings.length > 0) sink.warnings(verdict.index, verdict.warnings);
         if (!verdict.valid) {
-          sink.errors(verdict.index, verdict.errors);
-          sink.end(verdict.index);
+          refuse(verdict.index, verdict.details.taskUUID, verdict.errors);
           continue;
         }
         // One answer carries every inline image of its request: refused before any GPU time, not after.
         if (inlineLeft !== undefined && verdict.valid.task.outputType !== 'URL') {
           const megapixels = inlineMegapixelsOf(verdict.valid.task);
           if (megapixels > inlineLeft) {
-            sink.errors(verdict.index, [inlineOutputTooLarge(megapixels, context.inlineMegapixels ?? 0, verdict.details)]);
-            sink.end(verdict.index);
+            refuse(verdict.index, verdict.valid.task.taskUUID, [inlineOutputTooLarge(megapixels, context.inlineMegapixels ?? 0, verdict.details)]);
             continue;
           }
           inlineLeft -= megapixels;
         }
         const index = verdict.index;
+        const taskUUID = verdict.valid.task.taskUUID;
+        if (ledger) ledger.started(principal, taskUUID, 'imageInference');
         running.push(
-          dependencies.dispatcher.dispatch(verdict.valid, { details: verdict.details, cancellation: context.cancellation }).then((outcome) => {
+          dependencies.dispatcher.dispatch(verdict.valid, { details: verdict.details, cancellation: context.cancellation }).then(async (outcome) => {
             if (outcome.kind === 'failed') sink.errors(index, [outcome.error]);
             else for (const image of outcome.images) sink.result(index, image);
+            // Recorded before the task ends, so a client that has its answer finds the task finished
+            // everywhere; a ledger that fails logs and lets the answer go.
+            if (ledger) {
+              const results: readonly ImageResult[] = outcome.kind === 'failed' ? [] : outcome.images;
+              await ledger.finished(principal, { taskUUID, taskType: 'imageInference', state: outcome.kind === 'failed' ? 'error' : 'success', results, errors: outcome.kind === 'failed' ? [outcome.error] : [] });
+            }
             sink.end(index);
           }),
         );
@@ -58,6 +76,9 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
     },
   };
 }
+
+/** Only a real taskUUID is kept: the ledger never stores a key a client made up at any length. */
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function inlineMegapixelsOf(task: ImageInferenceTask): number {
   return (task.numberResults * task.width * task.height) / 1e6;

@@ -117,6 +117,9 @@ function lateWarnings(inspection: Inspection): ApiWarning[] {
   return warnings;
 }
 
+const noEmbeddings: readonly ValidatedEmbedding[] = [];
+const noLoras: readonly ValidatedLora[] = [];
+
 function recordOf(air: Air, resolutions: ReadonlyMap<string, Resolution>): ModelRecord | undefined {
   const resolution = resolutions.get(air.canonical);
   return resolution?.kind === 'found' ? resolution.record : undefined;
@@ -139,14 +142,17 @@ function withRecords(
   mentions: ReadonlyMap<number, readonly string[]> | undefined,
 ): ValidatedTask | undefined {
   const model = recordOf(task.model, resolutions);
+  if (!model) return undefined;
+  // Most tasks carry neither: they share two empty arrays instead of allocating their own.
+  if (task.embeddings.length === 0 && task.lora.length === 0) return { task, index, model, embeddings: noEmbeddings, loras: noLoras };
   const embeddings: ValidatedEmbedding[] = [];
-  for (const [position, entry] of task.embeddings.entries()) {
+  for (let position = 0; position < task.embeddings.length; position++) {
+    const entry = task.embeddings[position]!;
     const record = recordOf(entry.model, resolutions);
     if (!record) return undefined;
     const named = mentions?.get(position);
     embeddings.push(named ? { air: entry.model, weight: entry.weight, record, mentions: named } : { air: entry.model, weight: entry.weight, record });
   }
-  if (!model) return undefined;
   const loras: ValidatedLora[] = [];
   for (const entry of task.lora) {
     const record = recordOf(entry.model, resolutions);

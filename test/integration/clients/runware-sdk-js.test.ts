@@ -75,6 +75,20 @@ describe('@runware/sdk-js against clipgate', () => {
     expect(width.message).toBe('width must be a multiple of 64; got 500 (nearest: 512).');
   });
 
+  it('reads a finished task back with its own getResponse, from another connection', async () => {
+    const runware = await connect();
+    const taskUUID = randomUUID();
+    const images = await runware.imageInference({ taskUUID, positivePrompt: 'a red barn', model: SD15, width: 512, height: 512, numberResults: 2, outputType: 'URL', outputFormat: 'PNG' });
+    const later = await connect();
+    const answers = (await later.getResponse({ taskUUID })) as unknown as { status: string; imageUUID: string; taskUUID: string }[];
+    expect(answers.map((answer) => [answer.status, answer.taskUUID])).toEqual([
+      ['success', taskUUID],
+      ['success', taskUUID],
+    ]);
+    expect(answers.map((answer) => answer.imageUUID).sort()).toEqual((images ?? []).map((image) => image.imageUUID).sort());
+    expect(await refusal(later.getResponse({ taskUUID: randomUUID() }))).toMatchObject({ code: 'taskNotFound' });
+  });
+
   it('receives numberResults 3 as three partial images, one frame each', async () => {
     const runware = await connect();
     const partials: number[] = [];

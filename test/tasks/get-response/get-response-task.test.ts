@@ -1,0 +1,60 @@
+import { randomUUID } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import type { Dispatcher } from '../../../src/contracts/dispatcher.js';
+import { authorized, buildTestApp, createEchoDispatcher, imageTask, readTaskResponse, testConfig, TEST_API_KEY } from '../../helper.js';
+
+const OTHER_KEY = 'other-key-0123456789abcdef';
+
+async function appWith(dispatcher: Dispatcher = createEchoDispatcher()) {
+  return buildTestApp({ config: testConfig({ apiKeys: [TEST_API_KEY, OTHER_KEY] }), dispatcher });
+}
+
+async function post(app: Awaited<ReturnType<typeof buildTestApp>>, tasks: unknown[], key = TEST_API_KEY) {
+  const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { ...authorized, authorization: `Bearer ${key}` }, payload: JSON.stringify(tasks) });
+  return { status: response.statusCode, body: readTaskResponse(response.body) };
+}
+
+const getResponse = (taskUUID: string) => ({ taskType: 'getResponse', taskUUID });
+
+describe('getResponse', () => {
+  it('gives a finished task its results again, each marked success, with exact seeds', async () => {
+    const app = await appWith();
+    const task = imageTask({ numberResults: 2, seed: 9007199254740993n.toString() });
+    const first = await post(app, [task]);
+    expect(first.status).toBe(200);
+    const again = await post(app, [getResponse(String(task['taskUUID']))]);
+    expect(again.status).toBe(200);
+    expect(again.body.data).toEqual(first.body.data.map((image: object) => ({ ...image, status: 'success' })));
+  });
+
+  it('says processing while the task runs', async () => {
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const echo = createEchoDispatcher();
+    const app = await appWith({ dispatch: async (task, context) => (await gate, echo.dispatch(task, context)) });
+    const task = imageTask();
+    const running = post(app, [task]);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    const polled = await post(app, [getResponse(String(task['taskUUID']))]);
+    expect(polled.body.data).toEqual([{ taskType: 'imageInference', taskUUID: task['taskUUID'], status: 'processing' }]);
+    release();
+    expect((await running).status).toBe(200);
+    expect((await post(app, [getResponse(String(task['taskUUID']))])).body.data[0]).toMatchObject({ status: 'success' });
+  });
+
+  it("gives a refused task its errors, and never another key's task: taskNotFound, 404", async () => {
+    const app = await appWith();
+    const refused = imageTask({ width: 500 });
+    await post(app, [refused]);
+    const errors = await post(app, [getResponse(String(refused['taskUUID']))]);
+    expect(errors.body.errors.map((error: { code: string }) => error.code)).toEqual(['invalidParameter']);
+
+    const mine = imageTask();
+    await post(app, [mine]);
+    const stranger = await post(app, [getResponse(String(mine['taskUUID']))], OTHER_KEY);
+    expect(stranger.status).toBe(404);
+    expect(stranger.body.errors[0]).toMatchObject({ code: 'taskNotFound', parameter: 'taskUUID', retryable: false });
+    expect((await post(app, [getResponse(randomUUID())])).body.errors[0]).toMatchObject({ code: 'taskNotFound' });
+    expect((await post(app, [{ taskType: 'getResponse', taskUUID: 'not-a-uuid' }])).body.errors[0]).toMatchObject({ code: 'invalidParameter', parameter: 'taskUUID' });
+  });
+});
