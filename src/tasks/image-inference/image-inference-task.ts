@@ -64,7 +64,7 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
             // Recorded before the task ends, so a client that has its answer finds the task finished
             // everywhere; a ledger that fails logs and lets the answer go.
             if (ledger) {
-              const results: readonly ImageResult[] = outcome.kind === 'failed' ? [] : outcome.images;
+              const results: readonly ImageResult[] = outcome.kind === 'failed' ? [] : outcome.images.map(withoutInlineData);
               await ledger.finished(principal, { taskUUID, taskType: 'imageInference', state: outcome.kind === 'failed' ? 'error' : 'success', results, errors: outcome.kind === 'failed' ? [outcome.error] : [] });
             }
             sink.end(index);
@@ -75,6 +75,17 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
       else if (running.length > 1) await Promise.all(running);
     },
   };
+}
+
+/**
+ * What the ledger keeps of a result delivered in its own answer: everything but inline image bytes, which
+ * that answer carried (a day of base64 images per replica would be its heap, or Redis's memory); an image
+ * by URL is kept whole, since its URL is all there is.
+ */
+function withoutInlineData(result: ImageResult): ImageResult {
+  if (result.imageBase64Data === undefined && result.imageDataURI === undefined) return result;
+  const { imageBase64Data: _base64, imageDataURI: _dataURI, ...kept } = result;
+  return kept;
 }
 
 /** Only a real taskUUID is kept: the ledger never stores a key a client made up at any length. */

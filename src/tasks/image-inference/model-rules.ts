@@ -44,6 +44,8 @@ export const EMBEDDING_WEIGHT_WARNING = 2;
 export interface RuleOutcome {
   readonly errors: ApiError[];
   readonly warnings: ApiWarning[];
+  /** The base model's family, where `model` resolved to a checkpoint: what later rules judge against. */
+  readonly baseFamily: Family | undefined;
 }
 
 export function checkModelUse(
@@ -148,7 +150,7 @@ export function checkModelUse(
     }
   }
 
-  return { errors, warnings };
+  return { errors, warnings, baseFamily };
 }
 
 function unresolvedError(air: Air, resolution: Resolution | undefined, details: ErrorDetails): ApiError {

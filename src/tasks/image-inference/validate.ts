@@ -3,7 +3,6 @@ import type { Air } from '../../contracts/air.js';
 import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import type { LookupContext, ModelResolver, Resolution } from '../../contracts/model-resolver.js';
 import { MAX_LORAS_PER_TASK, OUTPUT_QUALITY } from '../../contracts/task-limits.js';
-import type { Family } from '../../contracts/families.js';
 import type { ModelRecord } from '../../contracts/model-record.js';
 import type { ValidatedEmbedding, ValidatedLora, ValidatedTask } from '../../contracts/validated-task.js';
 import type { IncomingTask } from '../task-type.js';
@@ -73,7 +72,7 @@ export async function validateImageInferenceTasks(
   return inspections.map((inspection) => {
     const outcome = checkModelUse(inspection.use, resolutions, dependencies.limits, inspection.details);
     const prompts = promptRulesApply(inspection.prompts, inspection.use.embeddings.length)
-      ? checkPrompts(inspection.prompts, promptEmbeddings(inspection.use, resolutions), baseFamilyOf(inspection.use, resolutions), inspection.details)
+      ? checkPrompts(inspection.prompts, promptEmbeddings(inspection.use, resolutions), outcome.baseFamily, inspection.details)
       : nothingToSay;
     const ruleErrors = prompts.errors.length > 0 ? [...outcome.errors, ...prompts.errors] : outcome.errors;
     const errors = inspection.errors.length + ruleErrors.length === 0 ? inspection.errors : [...inspection.errors, ...ruleErrors].slice(0, MAX_ERRORS_PER_TASK);
@@ -127,11 +126,6 @@ function recordOf(air: Air, resolutions: ReadonlyMap<string, Resolution>): Model
 
 function promptEmbeddings(use: ModelUse, resolutions: ReadonlyMap<string, Resolution>): PromptEmbedding[] {
   return use.embeddings.length === 0 ? [] : use.embeddings.map(({ index, air, weight }) => ({ index, air, weight, record: recordOf(air, resolutions) }));
-}
-
-function baseFamilyOf(use: ModelUse, resolutions: ReadonlyMap<string, Resolution>): Family | undefined {
-  const base = use.model && recordOf(use.model, resolutions);
-  return base?.type === 'checkpoint' ? base.family : undefined;
 }
 
 /** Attaches the resolved records; the rules have already refused a task whose models did not resolve. */
