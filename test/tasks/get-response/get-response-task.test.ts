@@ -27,6 +27,17 @@ describe('getResponse', () => {
     expect(again.body.data).toEqual(first.body.data.map((image: object) => ({ ...image, status: 'success' })));
   });
 
+  it('keeps the ids and seeds of images the answer carried inline, not their bytes', async () => {
+    const app = await appWith({
+      dispatch: async ({ task }) => ({ kind: 'images', images: [{ taskType: 'imageInference', taskUUID: task.taskUUID, imageUUID: randomUUID(), imageBase64Data: 'iVBORw0KGgo=', seed: 5 }] }),
+    });
+    const task = imageTask({ outputType: 'base64Data' });
+    const answered = await post(app, [task]);
+    expect(answered.body.data[0]).toMatchObject({ imageBase64Data: 'iVBORw0KGgo=' });
+    const again = await post(app, [getResponse(String(task['taskUUID']))]);
+    expect(again.body.data).toEqual([{ taskType: 'imageInference', taskUUID: task['taskUUID'], imageUUID: answered.body.data[0].imageUUID, seed: 5, status: 'success' }]);
+  });
+
   it('says processing while the task runs', async () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
