@@ -35,7 +35,7 @@ describe('getResponse', () => {
     const answered = await post(app, [task]);
     expect(answered.body.data[0]).toMatchObject({ imageBase64Data: 'iVBORw0KGgo=' });
     const again = await post(app, [getResponse(String(task['taskUUID']))]);
-    expect(again.body.data).toEqual([{ taskType: 'imageInference', taskUUID: task['taskUUID'], imageUUID: answered.body.data[0].imageUUID, seed: 5, status: 'success' }]);
+    expect(again.body.data).toEqual([{ taskType: 'imageInference', taskUUID: task['taskUUID'], imageUUID: answered.body.data[0]?.imageUUID, seed: 5, status: 'success' }]);
   });
 
   it('says processing while the task runs', async () => {
