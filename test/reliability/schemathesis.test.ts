@@ -1,3 +1,4 @@
+import { workerCapabilities } from '../../src/dispatch/worker-protocol.js';
 import { execFile } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +40,8 @@ beforeAll(async () => {
   redis = await startRedisServer();
   stack = await startClientStack({
     env: { REDIS_URL: redis.url, QUEUE_MAX: '1000' },
-    worker: { models: [{ air: SD15, family: 'sd1', loaded: true }, { air: SDXL, family: 'sdxl' }, { air: FLUX, family: 'flux' }], capabilities: ['outputQuality', 'nsfwCheck'], maxConcurrency: 64 },
+    // Every capability: a generated task that uses one must reach a worker, not end as noAvailableWorker.
+    worker: { models: [{ air: SD15, family: 'sd1', loaded: true }, { air: SDXL, family: 'sdxl' }, { air: FLUX, family: 'flux' }], capabilities: [...workerCapabilities], maxConcurrency: 64 },
   });
   stack.registry.addModelVersion({ modelId: 9001, versionId: 9101, name: 'XL style', type: 'TextualInversion', baseModel: 'SDXL 1.0', files: [{ name: 'xl.safetensors', bytes: sdxlSafetensorsFile(randomVectors(2, 768, 3), randomVectors(2, 1280, 4), 2) }] });
   stack.registry.addModelVersion({ modelId: 9002, versionId: 9102, name: 'Style 15', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: kohyaSafetensorsFile(randomVectors(3, 768, 5), 3, 768) }] });
