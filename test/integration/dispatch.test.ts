@@ -373,6 +373,9 @@ describe('LoRAs', () => {
     expect(registry.calls.downloads('/models/9901/style.safetensors')).toBe(0);
     expect(registry.calls.rangeReads('/models/9901/style.safetensors')).toBe(2);
     expect(plain!.stats.jobs()).toBe(0);
+    // GET /v1/models shows what the header said.
+    const record = (await app.inject({ method: 'GET', url: '/v1/models/civitai:8801@9901' })).json();
+    expect(record).toMatchObject({ type: 'lora', family: 'sd1', loraFile: { naming: 'kohya', format: 'safetensors', evidence: expect.stringContaining('768-wide') } });
   });
 
   it('answer a retryable error naming lora when no worker applies them, and need none at weight 0', async () => {

@@ -32,6 +32,18 @@ const modelRecordSchema = z
         labelledFamily: z.enum(families).optional(),
       })
       .optional(),
+    loraFile: z
+      .object({
+        sha256: z.string(),
+        sizeBytes: z.int(),
+        format: z.literal('safetensors'),
+        downloadUrl: z.string().meta({ description: "The registry's download URL, where workers fetch the file." }),
+        naming: z.enum(['kohya', 'peft']),
+        evidence: z.string().meta({ description: "What in the file's header decided its family." }),
+        labelledFamily: z.enum(families).optional(),
+      })
+      .optional()
+      .meta({ description: "For LoRAs: what the gateway read from the file's safetensors header (by HTTP range)." }),
   })
   .meta({ id: 'ModelRecord' });
 
@@ -86,5 +98,6 @@ function viewOf(record: ModelRecord, publicBaseUrl: string): ModelRecordView {
     ...(record.trainedWords !== undefined && { trainedWords: [...record.trainedWords] }),
     ...(record.fetchedAt !== undefined && { fetchedAt: new Date(record.fetchedAt).toISOString() }),
     ...(record.file && { file: { ...record.file, canonicalUrl: `${publicBaseUrl}${embeddingFilePath(record.file.canonicalSha256)}` } }),
+    ...(record.loraFile && { loraFile: { ...record.loraFile } }),
   };
 }

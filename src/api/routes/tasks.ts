@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { createCancellation } from '../../contracts/cancellation.js';
+import { z } from 'zod';
+import { createCancellation, neverCancelled } from '../../contracts/cancellation.js';
 import { createError } from '../../errors.js';
 import type { ApiKeys } from '../../tasks/api-keys.js';
 import type { TaskService } from '../../tasks/task-service.js';
@@ -89,5 +90,39 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
   };
   app.post('/v1/tasks', routeOptions, handler);
   app.post('/v1', { ...routeOptions, schema: { ...schema, hide: true } }, handler);
+
+  // GET /v1/tasks/{taskUUID}: getResponse for clients that poll over plain HTTP; the same task, the same answer.
+  app.get(
+    '/v1/tasks/:taskUUID',
+    {
+      ...routeOptions,
+      schema: {
+        tags: ['tasks'],
+        summary: 'What became of a task (getResponse)',
+        description: 'The task of this API key with that taskUUID, from the task ledger: its results (each with `status: "success"`), `{status: "processing"}` while it runs, or its errors; `taskNotFound` when this key sent no such task or its record expired.',
+        security: [{ bearerAuth: [] }],
+        params: z.object({ taskUUID: z.string().meta({ description: 'The taskUUID the task was sent with.' }) }),
+        response: Object.fromEntries([200, 400, 401, 404, 500, 503].map((status) => [status, taskResponseSchema])),
+      },
+    },
+    async (request: FastifyRequest, reply: FastifyReply): Promise<string> => {
+      const { taskUUID } = request.params as { taskUUID: string };
+      let principal = request.principal;
+      if (!principal) {
+        const authorization = service.authorize([]);
+        if (authorization.kind !== 'authorized') {
+          throw new ClientRequestError(createError('missingApiKey', 'This endpoint needs an API key: send the header "Authorization: Bearer <key>".'));
+        }
+        principal = authorization.principal;
+      }
+      const collector = new TaskResponseCollector();
+      await service.run([{ taskType: 'getResponse', taskUUID }], { principal, cancellation: neverCancelled }, collector);
+      const { status, body, retryAfterSeconds } = collector.response();
+      reply.code(status);
+      if (retryAfterSeconds > 0) reply.header('retry-after', String(retryAfterSeconds));
+      reply.header('content-type', 'application/json; charset=utf-8');
+      return toWireJson(body);
+    },
+  );
 }
 

@@ -69,3 +69,21 @@ describe('getResponse', () => {
     expect((await post(app, [{ taskType: 'getResponse', taskUUID: 'not-a-uuid' }])).body.errors[0]).toMatchObject({ code: 'invalidParameter', parameter: 'taskUUID' });
   });
 });
+
+describe('GET /v1/tasks/{taskUUID}', () => {
+  it('answers as getResponse does, for the key in the bearer header only', async () => {
+    const app = await appWith();
+    const task = imageTask();
+    const first = await post(app, [task]);
+    const read = (key?: string) => app.inject({ method: 'GET', url: `/v1/tasks/${String(task['taskUUID'])}`, headers: key ? { authorization: `Bearer ${key}` } : {} });
+    const mine = await read(TEST_API_KEY);
+    expect(mine.statusCode).toBe(200);
+    expect(readTaskResponse(mine.body).data).toEqual(first.body.data.map((image: object) => ({ ...image, status: 'success' })));
+    expect((await read(OTHER_KEY)).statusCode).toBe(404);
+    const anonymous = await read();
+    expect(anonymous.statusCode).toBe(401);
+    expect(anonymous.json().errors[0].code).toBe('missingApiKey');
+    const malformed = await app.inject({ method: 'GET', url: '/v1/tasks/not-a-uuid', headers: { authorization: `Bearer ${TEST_API_KEY}` } });
+    expect(malformed.statusCode).toBe(400);
+  });
+});
