@@ -33,11 +33,11 @@ def returned_embeddings(family: Family, clip_skip: int) -> ReturnedEmbeddingsTyp
 class SlotAwareTokenizer:
     """The parts of a CLIP tokenizer compel calls, with placeholders read as slot ids."""
 
-    def __init__(self, tokenizer: Any, placeholder: re.Pattern[str], rows: dict[int, list[int]]) -> None:
+    def __init__(self, tokenizer: Any, tokenize: Tokenize, placeholder: re.Pattern[str], rows: dict[int, list[int]]) -> None:
         self._tokenizer = tokenizer
+        self._tokenize = tokenize
         self._placeholder = placeholder
         self._rows = rows
-        self._tokenize: Tokenize = lambda text: list(tokenizer(text, add_special_tokens=False, truncation=False).input_ids) if text else []
         # A slot reads as a word's inside, its embedding's last one as a word's end: compel's long-prompt
         # splitting, which looks for word ends, then never cuts an embedding in two.
         self._slot_names = {row: ("<slot></w>" if position == len(ids) - 1 else "<slot>") for ids in rows.values() for position, row in enumerate(ids)}
@@ -83,6 +83,7 @@ class _EncoderForCompel:
 
 def compel_embeddings(
     tokenizer: Any,
+    tokenize: Tokenize,
     model: torch.nn.Module,
     final_layer_norm: torch.nn.Module,
     text: str,
@@ -100,7 +101,7 @@ def compel_embeddings(
     part. ``pooled_text`` is what compel pools (SDXL): the prompt as the user wrote it, syntax and all, unweighted."""
     parameter = next(model.parameters())
     compel = Compel(
-        tokenizer=SlotAwareTokenizer(tokenizer, placeholder, rows),
+        tokenizer=SlotAwareTokenizer(tokenizer, tokenize, placeholder, rows),
         text_encoder=_EncoderForCompel(model, final_layer_norm),
         truncate_long_prompts=False,
         returned_embeddings_type=returned,

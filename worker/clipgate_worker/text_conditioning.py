@@ -232,6 +232,7 @@ class TextConditioner:
         appended = [_compel_weighted(placeholders.of(index), prompt.weights[index]) for index in prompt.appended]
         return compel_embeddings(
             encoder.tokenizer,
+            encoder.tokenize,
             encoder.model,
             encoder.final_layer_norm,
             _compel_weighted_mentions(prompt, placeholders),
