@@ -44,3 +44,13 @@ function isEntry(value: unknown): value is Omit<LedgerEntry, 'results'> & { resu
 function isStoredSeed(seed: unknown): seed is StoredSeed {
   return typeof seed === 'object' && seed !== null && typeof (seed as { $bigint?: unknown }).$bigint === 'string' && /^\d{1,20}$/.test((seed as StoredSeed).$bigint);
 }
+
+/** Any value as JSON text, bigints (seeds beyond 2^53 − 1) kept as `{"$bigint": "digits"}`. */
+export function encodeWithBigints(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? { $bigint: item.toString() } : item));
+}
+
+/** The inverse of encodeWithBigints. */
+export function decodeWithBigints(text: string): unknown {
+  return JSON.parse(text, (_key, item: unknown) => (isStoredSeed(item) ? BigInt(item.$bigint) : item));
+}

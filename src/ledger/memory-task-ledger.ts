@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { LedgerEntry, TaskLedger } from '../contracts/task-ledger.js';
+import type { LedgerEntry, StoredTaskEvent, TaskLedger, WebhookAttemptRecord } from '../contracts/task-ledger.js';
 
 /**
  * The ledger in this process, for a gateway without Redis: bounded by bytes (least recently written out —
@@ -8,23 +8,53 @@ import type { LedgerEntry, TaskLedger } from '../contracts/task-ledger.js';
  */
 export function createMemoryTaskLedger(options: { ttlSeconds: number; maxBytes?: number; clock?: () => number }): TaskLedger {
   const clock = options.clock ?? Date.now;
-  const entries = new LRUCache<string, LedgerEntry>({
-    maxSize: options.maxBytes ?? DEFAULT_MAX_BYTES,
-    sizeCalculation: approximateBytes,
-    ttl: options.ttlSeconds * 1000,
-    ttlAutopurge: false,
-  });
+  const ttl = options.ttlSeconds * 1000;
+  const entries = new LRUCache<string, LedgerEntry>({ maxSize: options.maxBytes ?? DEFAULT_MAX_BYTES, sizeCalculation: approximateBytes, ttl, ttlAutopurge: false });
+  // Events and webhook attempts are small and few per task; bounded by count, kept as long as records.
+  const eventLogs = new LRUCache<string, StoredTaskEvent[]>({ max: 100_000, ttl, ttlAutopurge: false });
+  const attemptLogs = new LRUCache<string, WebhookAttemptRecord[]>({ max: 100_000, ttl, ttlAutopurge: false });
+  let eventCounter = 0;
   const keyOf = (principal: string, taskUUID: string) => `${principal}\u0000${taskUUID}`;
   return {
     ttlSeconds: options.ttlSeconds,
-    started(principal, taskUUID, taskType) {
-      entries.set(keyOf(principal, taskUUID), { taskUUID, taskType, state: 'processing', results: [], errors: [], updatedAt: clock() });
+    async claim(principal, request) {
+      const key = keyOf(principal, request.taskUUID);
+      const existing = entries.get(key);
+      if (existing && existing.state !== 'error') return { kind: 'taken', entry: existing };
+      entries.set(key, { ...request, state: 'processing', results: [], errors: [], updatedAt: clock() });
+      eventLogs.delete(key);
+      return { kind: 'claimed' };
     },
     async finished(principal, entry) {
-      entries.set(keyOf(principal, entry.taskUUID), { ...entry, updatedAt: clock() });
+      const key = keyOf(principal, entry.taskUUID);
+      const existing = entries.get(key);
+      if (existing && existing.state !== 'processing') return existing;
+      const written = { ...entry, updatedAt: clock() };
+      entries.set(key, written);
+      return written;
     },
     async get(principal, taskUUID) {
       return entries.get(keyOf(principal, taskUUID));
+    },
+    addEvent(principal, taskUUID, event) {
+      const key = keyOf(principal, taskUUID);
+      const log = eventLogs.get(key) ?? [];
+      // Ids increase across the process, so one issued before a re-claim is never reused for another event.
+      log.push({ id: String(++eventCounter), event });
+      eventLogs.set(key, log);
+    },
+    async events(principal, taskUUID, afterId) {
+      const log = eventLogs.get(keyOf(principal, taskUUID)) ?? [];
+      if (afterId === undefined) return [...log];
+      const after = Number(afterId);
+      return Number.isFinite(after) ? log.filter((stored) => Number(stored.id) > after) : [...log];
+    },
+    async addWebhookAttempt(principal, taskUUID, attempt) {
+      const key = keyOf(principal, taskUUID);
+      attemptLogs.set(key, [...(attemptLogs.get(key) ?? []), attempt]);
+    },
+    async webhookAttempts(principal, taskUUID) {
+      return attemptLogs.get(keyOf(principal, taskUUID)) ?? [];
     },
   };
 }

@@ -1,13 +1,15 @@
-import { createHash } from 'node:crypto';
+import { principalTag } from '../contracts/principal.js';
+import type { Redis } from 'ioredis';
 import type { RedisConnection } from '../cache/redis-connection.js';
-import { LedgerUnavailableError, type LedgerEntry, type TaskLedger } from '../contracts/task-ledger.js';
+import { LedgerUnavailableError, type StoredTaskEvent, type TaskEvent, type TaskLedger, type WebhookAttemptRecord } from '../contracts/task-ledger.js';
 import { decodeEntry, encodeEntry } from './ledger-codec.js';
 
 /**
- * The ledger in Redis: one string per task, `{namespace}ledger:{principal hash}:{taskUUID}`, written whole
- * with its TTL (SET … EX), so a record is never half-written and expires by itself. The principal is hashed:
- * key names must not carry an API key's identity in clear. A write that fails is logged and dropped: the
- * task's answer on its own request is never held up by the ledger.
+ * The ledger in Redis: one string per task, `{namespace}ledger:{<principal hash>:<taskUUID>}`, written whole
+ * with its TTL, so a record is never half-written and expires by itself; beside it (same hash tag, so one
+ * cluster slot) a stream of the task's events and a list of its webhook attempts. The principal is hashed:
+ * key names must not carry an API key's identity in clear. Claim and the final write are Lua scripts, so
+ * "is it taken?" and "take it" are one step on every replica.
  */
 export function createRedisTaskLedger(options: {
   redis: RedisConnection;
@@ -18,30 +20,93 @@ export function createRedisTaskLedger(options: {
 }): TaskLedger {
   const { redis, namespace, ttlSeconds, logger } = options;
   const clock = options.clock ?? Date.now;
-  const keyOf = (principal: string, taskUUID: string) => `${namespace}ledger:${createHash('sha256').update(principal).digest('hex').slice(0, 32)}:${taskUUID}`;
-  const write = (principal: string, entry: LedgerEntry) =>
-    redis.client.set(keyOf(principal, entry.taskUUID), encodeEntry(entry), 'EX', ttlSeconds).then(
-      () => undefined,
-      (error: unknown) => {
-        redis.noteFailure(error);
-        logger.warn({ err: error, taskUUID: entry.taskUUID }, 'task ledger write failed');
-      },
-    );
+  const client = redis.client as ScriptedRedis;
+  client.defineCommand('ledgerClaim', { numberOfKeys: 2, lua: CLAIM });
+  client.defineCommand('ledgerFinish', { numberOfKeys: 1, lua: FINISH });
+  const keyOf = (principal: string, taskUUID: string) => `${namespace}:ledger:{${principalTag(principal)}:${taskUUID}}`;
+  const unavailable = (error: unknown): never => {
+    redis.noteFailure(error);
+    throw new LedgerUnavailableError(error instanceof Error ? error.message : String(error));
+  };
   return {
     ttlSeconds,
-    started(principal, taskUUID, taskType) {
-      void write(principal, { taskUUID, taskType, state: 'processing', results: [], errors: [], updatedAt: clock() });
+    async claim(principal, request) {
+      const key = keyOf(principal, request.taskUUID);
+      const record = encodeEntry({ ...request, state: 'processing', results: [], errors: [], updatedAt: clock() });
+      const existing = await client.ledgerClaim(key, `${key}:events`, record, ttlSeconds).catch(unavailable);
+      const entry = decodeEntry(existing);
+      return entry ? { kind: 'taken', entry } : { kind: 'claimed' };
     },
     async finished(principal, entry) {
-      await write(principal, { ...entry, updatedAt: clock() });
+      const written = { ...entry, updatedAt: clock() };
+      const existing = await client.ledgerFinish(keyOf(principal, entry.taskUUID), encodeEntry(written), ttlSeconds).catch(unavailable);
+      return decodeEntry(existing) ?? written;
     },
     async get(principal, taskUUID) {
-      try {
-        return decodeEntry(await redis.client.get(keyOf(principal, taskUUID)));
-      } catch (error) {
-        redis.noteFailure(error);
-        throw new LedgerUnavailableError(error instanceof Error ? error.message : String(error));
+      return decodeEntry(await client.get(keyOf(principal, taskUUID)).catch(unavailable));
+    },
+    addEvent(principal, taskUUID, event) {
+      const key = `${keyOf(principal, taskUUID)}:events`;
+      client
+        .multi()
+        .xadd(key, 'MAXLEN', '~', '1000', '*', 'e', JSON.stringify(event))
+        .expire(key, ttlSeconds)
+        .exec()
+        .catch((error: unknown) => {
+          redis.noteFailure(error);
+          logger.warn({ err: error, taskUUID }, 'task event write failed');
+        });
+    },
+    async events(principal, taskUUID, afterId) {
+      const key = `${keyOf(principal, taskUUID)}:events`;
+      const start = afterId !== undefined && STREAM_ID.test(afterId) ? `(${afterId}` : '-';
+      const entries = await client.xrange(key, start, '+', 'COUNT', 1000).catch(unavailable);
+      const stored: StoredTaskEvent[] = [];
+      for (const [id, fields] of entries) {
+        const event = parseEvent(fields[1]);
+        if (event) stored.push({ id, event });
       }
+      return stored;
+    },
+    async addWebhookAttempt(principal, taskUUID, attempt) {
+      const key = `${keyOf(principal, taskUUID)}:webhooks`;
+      await client.multi().rpush(key, JSON.stringify(attempt)).ltrim(key, -1000, -1).expire(key, ttlSeconds).exec().catch(unavailable);
+    },
+    async webhookAttempts(principal, taskUUID) {
+      const items = await client.lrange(`${keyOf(principal, taskUUID)}:webhooks`, 0, -1).catch(unavailable);
+      return items.map((item) => JSON.parse(item) as WebhookAttemptRecord);
     },
   };
 }
+
+const STREAM_ID = /^\d{1,20}-\d{1,20}$/;
+
+function parseEvent(text: string | undefined): TaskEvent | undefined {
+  if (text === undefined) return undefined;
+  try {
+    return JSON.parse(text) as TaskEvent;
+  } catch {
+    return undefined;
+  }
+}
+
+// KEYS[1] record, KEYS[2] its event stream; ARGV[1] the processing record, ARGV[2] TTL. A task that ended in
+// error may be claimed again (its events start over); any other record is returned as it is.
+const CLAIM = `
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current).state ~= 'error' then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+redis.call('DEL', KEYS[2])
+return false`;
+
+// KEYS[1] record; ARGV[1] the final record, ARGV[2] TTL. A record that is final already stays.
+const FINISH = `
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current).state ~= 'processing' then return current end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return false`;
+
+type ScriptedRedis = Redis & {
+  ledgerClaim(record: string, events: string, value: string, ttlSeconds: number): Promise<string | null>;
+  ledgerFinish(record: string, value: string, ttlSeconds: number): Promise<string | null>;
+};

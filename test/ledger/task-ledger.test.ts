@@ -44,32 +44,65 @@ describe('the ledger codec', () => {
 
 describe.each([
   ['in process', () => createMemoryTaskLedger({ ttlSeconds: 1 })],
-  ['in Redis', () => createRedisTaskLedger({ redis: connection, namespace: `clipgate-test-${Date.now()}:`, ttlSeconds: 1, logger: silent })],
+  ['in Redis', () => createRedisTaskLedger({ redis: connection, namespace: `clipgate-test-${Date.now()}-${Math.random()}`, ttlSeconds: 1, logger: silent })],
 ])('the task ledger %s', (_, make: () => TaskLedger) => {
+  const claim = { taskUUID: 't1', taskType: 'imageInference', fingerprint: 'f1', deliveryMethod: 'sync' } as const;
+  const success = { taskUUID: 't1', taskType: 'imageInference', state: 'success' as const, results: [image(2n ** 60n)], errors: [] };
+
   it('records a task as processing, then its results; per principal; and forgets it after the TTL', async () => {
     const ledger = make();
-    ledger.started('alice', 't1', 'imageInference');
-    await expect.poll(() => ledger.get('alice', 't1').then((entry) => entry?.state)).toBe('processing');
-    await ledger.finished('alice', { taskUUID: 't1', taskType: 'imageInference', state: 'success', results: [image(2n ** 60n)], errors: [] });
+    expect(await ledger.claim('alice', claim)).toEqual({ kind: 'claimed' });
+    expect(await ledger.get('alice', 't1')).toMatchObject({ state: 'processing', fingerprint: 'f1' });
+    await ledger.finished('alice', success);
     expect(await ledger.get('alice', 't1')).toMatchObject({ state: 'success', results: [{ seed: 2n ** 60n }] });
     expect(await ledger.get('bob', 't1')).toBeUndefined();
     await new Promise((resolve) => setTimeout(resolve, 1200));
     expect(await ledger.get('alice', 't1')).toBeUndefined();
   });
-});
 
-describe('the Redis ledger, shared', () => {
-  it('answers on one replica for a task another replica recorded, and says when Redis is gone', async () => {
-    const namespace = `clipgate-test-shared-${Date.now()}:`;
-    const writer = createRedisTaskLedger({ redis: connection, namespace, ttlSeconds: 60, logger: silent });
-    const other = await connected(redis.url);
-    const reader = createRedisTaskLedger({ redis: other, namespace, ttlSeconds: 60, logger: silent });
-    await writer.finished('alice', { taskUUID: 't2', taskType: 'imageInference', state: 'error', results: [], errors: [{ code: 'workerFailed', message: 'm', retryable: true }] });
-    expect(await reader.get('alice', 't2')).toMatchObject({ state: 'error', errors: [{ code: 'workerFailed' }] });
-    const keys = await other.client.keys(`${namespace}*`);
-    expect(keys).toHaveLength(1);
-    expect(keys[0]).not.toContain('alice');
-    await other.close();
-    await expect(reader.get('alice', 't2')).rejects.toThrow();
+  it('claims a taskUUID once: a second claim gets the record, for another key it is a new task', async () => {
+    const ledger = make();
+    expect(await ledger.claim('alice', claim)).toEqual({ kind: 'claimed' });
+    expect(await ledger.claim('alice', { ...claim, fingerprint: 'f2' })).toMatchObject({ kind: 'taken', entry: { state: 'processing', fingerprint: 'f1' } });
+    expect(await ledger.claim('bob', claim)).toEqual({ kind: 'claimed' });
+    await ledger.finished('alice', success);
+    expect(await ledger.claim('alice', claim)).toMatchObject({ kind: 'taken', entry: { state: 'success' } });
+  });
+
+  it('lets a task that ended in error be claimed again', async () => {
+    const ledger = make();
+    await ledger.claim('alice', claim);
+    await ledger.finished('alice', { ...success, state: 'error', results: [], errors: [] });
+    expect(await ledger.claim('alice', claim)).toEqual({ kind: 'claimed' });
+  });
+
+  it('writes the final record once: a second final write (a job run again) leaves the first', async () => {
+    const ledger = make();
+    await ledger.claim('alice', claim);
+    const first = await ledger.finished('alice', success);
+    const second = await ledger.finished('alice', { ...success, results: [{ ...image(1), imageUUID: 'other' }] });
+    expect(second).toEqual(first);
+    expect((await ledger.get('alice', 't1'))?.results.map((result) => result.imageUUID)).toEqual(['i1']);
+  });
+
+  it("keeps a task's events in order and gives those after an id", async () => {
+    const ledger = make();
+    await ledger.claim('alice', claim);
+    ledger.addEvent('alice', 't1', { type: 'queued', position: 3 });
+    ledger.addEvent('alice', 't1', { type: 'started' });
+    ledger.addEvent('alice', 't1', { type: 'progress', step: 1, steps: 4 });
+    await expect.poll(() => ledger.events('alice', 't1').then((events) => events.length)).toBe(3);
+    const events = await ledger.events('alice', 't1');
+    expect(events.map((stored) => stored.event.type)).toEqual(['queued', 'started', 'progress']);
+    expect((await ledger.events('alice', 't1', events[0]!.id)).map((stored) => stored.event.type)).toEqual(['started', 'progress']);
+    expect(await ledger.events('bob', 't1')).toEqual([]);
+  });
+
+  it('records webhook attempts per task', async () => {
+    const ledger = make();
+    await ledger.addWebhookAttempt('alice', 't1', { imageUUID: 'i1', attempt: 1, at: 5, delivered: false, status: 503, reason: 'down' });
+    await ledger.addWebhookAttempt('alice', 't1', { imageUUID: 'i1', attempt: 2, at: 6, delivered: true, status: 200 });
+    expect((await ledger.webhookAttempts('alice', 't1')).map((attempt) => attempt.delivered)).toEqual([false, true]);
+    expect(await ledger.webhookAttempts('bob', 't1')).toEqual([]);
   });
 });
