@@ -17,10 +17,10 @@ import { embeddingFileRoutes } from './api/routes/embedding-files.js';
 import { imageRoutes } from './api/routes/images.js';
 import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
+import { taskEventRoutes } from './api/routes/task-events.js';
 import { webSocketRoutes } from './api/websocket/websocket-route.js';
 import { createMemorySessionStore } from './sessions/memory-session-store.js';
-import type { TaskLedger } from './contracts/task-ledger.js';
-import { createMemoryTaskLedger } from './ledger/memory-task-ledger.js';
+import { createAsyncDelivery, type AsyncDelivery } from './async-delivery.js';
 import { createSessionHub, hubTiming, sessionTiming, type SessionHub } from './sessions/session-hub.js';
 import { createApiKeys } from './tasks/api-keys.js';
 import { createTaskService } from './tasks/task-service.js';
@@ -48,8 +48,8 @@ export interface AppDependencies {
   readonly logStream?: DestinationStream;
   /** WebSocket sessions; in this process alone when absent. */
   readonly sessions?: SessionHub;
-  /** Each task's fate, for getResponse; in this process alone when absent. */
-  readonly ledger?: TaskLedger;
+  /** The task ledger, the async queue and webhooks; in this process alone when absent. */
+  readonly delivery?: AsyncDelivery;
 }
 
 /** The whole gateway as a Fastify instance, without a port: plugins and routes, nothing else. */
@@ -111,6 +111,8 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   await app.register(imageRoutes, { store: dependencies.imageStore });
 
   const keys = createApiKeys(config.apiKeys);
+  const delivery = dependencies.delivery ?? createAsyncDelivery({ config, dispatcher: dependencies.dispatcher, logger: app.log });
+  if (!dependencies.delivery) app.addHook('onClose', () => delivery.close());
   const service = createTaskService(
     createTaskTypes({
       keys,
@@ -118,7 +120,11 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       dispatcher: dependencies.dispatcher,
       limits: config.limits,
       lookupsPerRequest: config.registryLimits.lookupsPerRequest,
-      ledger: dependencies.ledger ?? createMemoryTaskLedger({ ttlSeconds: config.taskLedgerTtlSeconds }),
+      ledger: delivery.ledger,
+      asyncTasks: delivery.asyncTasks,
+      ...(delivery.webhooks && { webhooks: delivery.webhooks }),
+      syncWaitLimitMs: config.syncWaitLimitMs,
+      logger: app.log,
     }),
     keys,
   );
@@ -147,6 +153,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       maxSocketsPerKey: config.websocket.maxSocketsPerKey,
     },
   });
+  await app.register(taskEventRoutes, { ledger: delivery.ledger, keys, service, drain });
   await app.register(async (api) => {
     installBearerAuth(api, keys, { keyInBody: false });
     await api.register(modelRoutes, { resolver: dependencies.resolver, publicBaseUrl: config.publicBaseUrl });

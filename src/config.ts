@@ -79,6 +79,19 @@ const environmentSchema = z.object({
   WS_SLOW_READER_TIMEOUT_MS: positiveInt(30_000, 600_000),
   WS_RESUME_WINDOW_SECONDS: positiveInt(120, 86_400),
   TASK_LEDGER_TTL_SECONDS: positiveInt(86_400, 30 * 86_400),
+  SYNC_WAIT_LIMIT_SECONDS: positiveInt(300, 86_400),
+  ASYNC_CONCURRENCY: positiveInt(32, 10_000),
+  ASYNC_LOCK_MS: positiveInt(30_000, 3_600_000),
+  ASYNC_MAX_ATTEMPTS: positiveInt(3, 100),
+  WEBHOOK_SIGNING_SECRET: z.string().min(32, 'must be at least 32 characters (receivers verify signatures with it)').optional(),
+  WEBHOOK_ALLOWED_HOSTS: z
+    .string()
+    .default('')
+    .transform((raw) => raw.split(',').map((host) => host.trim().toLowerCase()).filter((host) => host.length > 0)),
+  WEBHOOK_REQUIRE_HTTPS: z.enum(['true', 'false']).optional(),
+  WEBHOOK_MAX_ATTEMPTS: positiveInt(8, 100),
+  WEBHOOK_BACKOFF_MS: positiveInt(1000, 3_600_000),
+  WEBHOOK_TIMEOUT_MS: positiveInt(10_000, 600_000),
 });
 
 export interface Config {
@@ -153,6 +166,25 @@ export interface Config {
     /** How long a dropped session, its tasks and their undelivered answers are kept for a resume. */
     readonly resumeWindowMs: number;
   };
+  /** How long a sync request waits for its task before answering that it continues asynchronously. */
+  readonly syncWaitLimitMs: number;
+  readonly async: {
+    /** Async tasks one replica runs at once. */
+    readonly concurrency: number;
+    /** A dead replica's running jobs are taken up again after this long. */
+    readonly lockMs: number;
+    /** Tries of a job whose ledger or queue write failed. */
+    readonly maxAttempts: number;
+  };
+  readonly webhooks: {
+    /** Absent: tasks with a webhookURL are refused (receivers could not verify anything). */
+    readonly signingSecret: string | undefined;
+    readonly allowedHosts: readonly string[];
+    readonly requireHttps: boolean;
+    readonly maxAttempts: number;
+    readonly backoffMs: number;
+    readonly timeoutMs: number;
+  };
 }
 
 export class ConfigError extends Error {
@@ -163,7 +195,7 @@ export class ConfigError extends Error {
 }
 
 /** Values never echoed in an error message: they are secrets. */
-const secretVariables: ReadonlySet<string> = new Set(['API_KEYS', 'CIVITAI_TOKEN', 'REDIS_URL']);
+const secretVariables: ReadonlySet<string> = new Set(['API_KEYS', 'CIVITAI_TOKEN', 'REDIS_URL', 'WEBHOOK_SIGNING_SECRET']);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "unset" for every variable: `PORT= npm start` should not be a type error.
@@ -244,6 +276,17 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       idleMs: values.WS_IDLE_TIMEOUT_MS,
       slowReaderMs: values.WS_SLOW_READER_TIMEOUT_MS,
       resumeWindowMs: values.WS_RESUME_WINDOW_SECONDS * 1000,
+    },
+    syncWaitLimitMs: values.SYNC_WAIT_LIMIT_SECONDS * 1000,
+    async: { concurrency: values.ASYNC_CONCURRENCY, lockMs: values.ASYNC_LOCK_MS, maxAttempts: values.ASYNC_MAX_ATTEMPTS },
+    webhooks: {
+      signingSecret: values.WEBHOOK_SIGNING_SECRET,
+      allowedHosts: values.WEBHOOK_ALLOWED_HOSTS,
+      // https only in production, unless the operator says otherwise.
+      requireHttps: values.WEBHOOK_REQUIRE_HTTPS === undefined ? values.NODE_ENV === 'production' : values.WEBHOOK_REQUIRE_HTTPS === 'true',
+      maxAttempts: values.WEBHOOK_MAX_ATTEMPTS,
+      backoffMs: values.WEBHOOK_BACKOFF_MS,
+      timeoutMs: values.WEBHOOK_TIMEOUT_MS,
     },
   };
 }

@@ -212,7 +212,42 @@ export const errorCatalogue = {
   taskLedgerUnavailable: {
     status: 503,
     retryable: true,
-    description: "getResponse: the task ledger's store (Redis) is not answering; ask again in a moment.",
+    description: "The task ledger's store (Redis) is not answering: getResponse cannot read it, an async task cannot be recorded; ask again in a moment.",
+  },
+  taskUUIDConflict: {
+    status: 409,
+    retryable: false,
+    description: 'This API key sent a different task with the same `taskUUID` within TASK_LEDGER_TTL_SECONDS; a taskUUID names one task. Send a new taskUUID.',
+  },
+  resultNotKept: {
+    status: 410,
+    retryable: false,
+    description: 'The task was sent before and finished; its inline images went out in that answer and are not kept (sync tasks). Nothing is generated again: send a new taskUUID, or use outputType URL or deliveryMethod async to fetch results again.',
+  },
+  taskStillProcessing: {
+    status: 202,
+    retryable: true,
+    description: 'A sync task ran past SYNC_WAIT_LIMIT_SECONDS: it continues, and getResponse (or GET /v1/tasks/{taskUUID}) gives its results when it finishes.',
+  },
+  taskQueueUnavailable: {
+    status: 503,
+    retryable: true,
+    description: "An async task could not be put on the job queue (its store, Redis, is not answering); nothing was accepted. Send it again.",
+  },
+  asyncTaskFailed: {
+    status: 500,
+    retryable: true,
+    description: 'An async task could not be run to the end: its job was lost with its replica more often than allowed, or its result could not be recorded. Send it again with a new taskUUID.',
+  },
+  webhookTargetRefused: {
+    status: 400,
+    retryable: false,
+    description: 'The `webhookURL` is not one clipgate calls: not http(s) (https in production), or it resolves to a private, loopback, link-local or metadata address that WEBHOOK_ALLOWED_HOSTS does not name.',
+  },
+  webhooksNotConfigured: {
+    status: 400,
+    retryable: false,
+    description: 'A `webhookURL` was sent, but this gateway has no WEBHOOK_SIGNING_SECRET, so a receiver could not verify what it sends; the task is refused rather than run without its webhook.',
   },
   duplicateEmbedding: {
     status: 400,
@@ -399,10 +434,6 @@ export const warningCatalogue = {
   embeddingLabelMismatch: {
     description:
       "The embedding's file says another family than its registry label; the file wins, because its tensor shapes are what the text encoder sees.",
-  },
-  deliveredSynchronously: {
-    description:
-      '`deliveryMethod: "async"` or a `webhookURL` was sent; this gateway answers every task in its request and calls no webhook yet.',
   },
   parameterNotApplied: {
     description:

@@ -8,7 +8,7 @@ import type { ModelRecord } from './contracts/model-record.js';
 import { createModelResolution, REDIS_NAMESPACE, type ModelResolution } from './models/model-resolution.js';
 import { createMemorySessionStore } from './sessions/memory-session-store.js';
 import { createRedisSessionStore } from './sessions/redis-session-store.js';
-import { createRedisTaskLedger } from './ledger/redis-task-ledger.js';
+import { createAsyncDelivery, type AsyncDelivery } from './async-delivery.js';
 import { createSessionHub, hubTiming, sessionTiming, type SessionHub } from './sessions/session-hub.js';
 
 export interface Gateway {
@@ -16,6 +16,8 @@ export interface Gateway {
   readonly resolution: ModelResolution;
   readonly dispatch: DispatchStage;
   readonly sessions: SessionHub;
+  /** The task ledger, the async queue and its consumer, webhooks. */
+  readonly delivery: AsyncDelivery;
   /** The shutdown drain: server.ts begins it on SIGTERM, and closes the app once it has settled. */
   readonly drain: Drain;
   /** Closes the app (in-flight requests finish), then the workers' pools and Redis. */
@@ -41,6 +43,12 @@ export async function createGateway(
     ...hubTiming(config),
     logger,
   });
+  const delivery = createAsyncDelivery({
+    config,
+    dispatcher: dispatch.dispatcher,
+    logger,
+    ...(resolution.redis && config.redisUrl && { redis: { connection: resolution.redis, url: config.redisUrl, namespace: REDIS_NAMESPACE } }),
+  });
   const app = await buildApp({
     config,
     resolver: resolution.resolver,
@@ -49,15 +57,15 @@ export async function createGateway(
     imageStore: dispatch.imageStore,
     sessions,
     drain,
-    ...(resolution.redis && {
-      ledger: createRedisTaskLedger({ redis: resolution.redis, namespace: REDIS_NAMESPACE, ttlSeconds: config.taskLedgerTtlSeconds, logger }),
-    }),
+    delivery,
     ...(logStream && { logStream }),
   });
   app.addHook('onClose', async () => {
+    // Async jobs running here finish (or, past the drain, are taken up by another replica) before the workers' pools close.
+    await delivery.close();
     await dispatch.close();
     await sessions.close();
     await resolution.close();
   });
-  return { app, resolution, dispatch, sessions, drain, close: () => app.close() };
+  return { app, resolution, dispatch, sessions, delivery, drain, close: () => app.close() };
 }

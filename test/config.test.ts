@@ -92,6 +92,16 @@ describe('loadConfig', () => {
       WS_IDLE_TIMEOUT_MS: '45000',
       WS_SLOW_READER_TIMEOUT_MS: '5000',
       WS_RESUME_WINDOW_SECONDS: '30',
+      SYNC_WAIT_LIMIT_SECONDS: '90',
+      ASYNC_CONCURRENCY: '7',
+      ASYNC_LOCK_MS: '4000',
+      ASYNC_MAX_ATTEMPTS: '2',
+      WEBHOOK_SIGNING_SECRET: 'whsec-0123456789abcdef0123456789abcdef',
+      WEBHOOK_ALLOWED_HOSTS: 'Hooks.internal, 10.0.0.0/8',
+      WEBHOOK_REQUIRE_HTTPS: 'false',
+      WEBHOOK_MAX_ATTEMPTS: '4',
+      WEBHOOK_BACKOFF_MS: '250',
+      WEBHOOK_TIMEOUT_MS: '3000',
     });
     expect(config).toEqual({
       environment: 'production',
@@ -129,7 +139,26 @@ describe('loadConfig', () => {
       // The headers' deadline never beyond the whole request's.
       http: { headersTimeoutMs: 20_000, requestTimeoutMs: 20_000, keepAliveTimeoutMs: 65_000, maxConnectionsPerIp: 50 },
       websocket: { maxTasksInFlight: 12, maxSocketsPerKey: 3, maxBufferedBytes: 1_000_000, idleMs: 45_000, slowReaderMs: 5000, resumeWindowMs: 30_000 },
+      syncWaitLimitMs: 90_000,
+      async: { concurrency: 7, lockMs: 4000, maxAttempts: 2 },
+      webhooks: {
+        signingSecret: 'whsec-0123456789abcdef0123456789abcdef',
+        allowedHosts: ['hooks.internal', '10.0.0.0/8'],
+        requireHttps: false,
+        maxAttempts: 4,
+        backoffMs: 250,
+        timeoutMs: 3000,
+      },
     });
+  });
+
+  it('asks webhooks for https in production unless told otherwise, and never echoes the signing secret', () => {
+    const production = { NODE_ENV: 'production', API_KEYS: 'a-key-0123456789abcdef' };
+    expect(loadConfig(production).webhooks.requireHttps).toBe(true);
+    expect(loadConfig({ ...production, WEBHOOK_REQUIRE_HTTPS: 'false' }).webhooks.requireHttps).toBe(false);
+    expect(loadConfig({}).webhooks.requireHttps).toBe(false);
+    expect(() => loadConfig({ WEBHOOK_SIGNING_SECRET: 'short-secret' })).toThrow(/WEBHOOK_SIGNING_SECRET: must be at least 32 characters/);
+    expect(() => loadConfig({ WEBHOOK_SIGNING_SECRET: 'short-secret' })).not.toThrow(/short-secret/);
   });
 
   it('refuses a worker URL that is not http(s), has a path, or is listed twice', () => {

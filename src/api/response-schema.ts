@@ -63,6 +63,10 @@ const taskStatusResultSchema = z
   .object({ taskType: z.literal('imageInference'), taskUUID: z.string(), status: z.literal('processing') })
   .meta({ id: 'TaskStatusResult', description: 'In a getResponse answer: the task has not finished yet; ask again.' });
 
+const taskAcceptedResultSchema = z
+  .strictObject({ taskType: z.literal('imageInference'), taskUUID: z.string() })
+  .meta({ id: 'TaskAcceptedResult', description: 'An async task (deliveryMethod "async") was accepted: getResponse, GET /v1/tasks/{taskUUID}, its events or its webhook give the results.' });
+
 const authenticationResultSchema = z
   .object({
     taskType: z.literal('authentication'),
@@ -77,7 +81,7 @@ const pongSchema = z
 
 export const taskResponseSchema = z
   .object({
-    data: z.array(z.union([imageResultSchema, authenticationResultSchema, pongSchema, taskStatusResultSchema])).min(1).optional(),
+    data: z.array(z.union([imageResultSchema, authenticationResultSchema, pongSchema, taskStatusResultSchema, taskAcceptedResultSchema])).min(1).optional(),
     errors: z.array(errorSchema).min(1).optional(),
     warnings: z.array(warningSchema).min(1).optional(),
     error: z

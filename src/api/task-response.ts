@@ -27,7 +27,8 @@ export interface TopLevelError {
  * client must fix (auth, size, the request itself) before what retrying may fix (capacity, timeouts,
  * worker failures).
  */
-const statusPrecedence = [401, 403, 413, 415, 400, 409, 422, 404, 429, 503, 504, 502, 500] as const;
+// 202 last: a sync task that continues asynchronously is not a failure, and says so only when nothing else does.
+const statusPrecedence = [401, 403, 413, 415, 400, 409, 422, 404, 410, 429, 503, 504, 502, 500, 202] as const;
 
 /** DESIGN §2: 200 when any task produced data; otherwise the status of the dominant error class. */
 export function responseStatus(response: { readonly data?: readonly unknown[]; readonly errors?: readonly ApiError[] }): number {

@@ -14,6 +14,8 @@ export interface DispatchContext {
   readonly details: ErrorDetails;
   /** Fires when the client goes away; the dispatcher cancels the worker's job. */
   readonly cancellation: Cancellation;
+  /** Told each denoising step the worker reports (async tasks' event streams); absent: nobody listens. */
+  readonly onProgress?: (step: number, steps: number) => void;
 }
 
 /** The last stage of a task: turn a validated task into images on a GPU worker, or say why not. */

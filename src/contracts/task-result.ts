@@ -27,6 +27,12 @@ export interface TaskStatusResult {
   readonly status: 'processing';
 }
 
+/** The answer to an async task (deliveryMethod "async"): accepted and recorded; getResponse, SSE or a webhook give its results. */
+export interface TaskAcceptedResult {
+  readonly taskType: 'imageInference';
+  readonly taskUUID: string;
+}
+
 /** The answer to an `authentication` task. */
 export interface AuthenticationResult {
   readonly taskType: 'authentication';
@@ -42,4 +48,4 @@ export interface PongResult {
   readonly taskUUID?: string;
 }
 
-export type TaskResult = ImageResult | AuthenticationResult | PongResult | TaskStatusResult;
+export type TaskResult = ImageResult | AuthenticationResult | PongResult | TaskStatusResult | TaskAcceptedResult;

@@ -74,6 +74,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
           { firstByteMs: options.firstByteTimeoutMs, progressMs: options.progressTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
           limits,
           context.cancellation,
+          context.onProgress,
         );
         switch (outcome.kind) {
           case 'result': {

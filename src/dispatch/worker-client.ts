@@ -44,10 +44,17 @@ const MAX_REFUSAL_BYTES = 64 * 1024;
  * is the hot path of every task, and the handler avoids a stream, its promises and a second abort
  * controller per job. Two timers, both armed at the start: the first byte (until `accepted`) and the total.
  */
-export function runJob(http: Dispatcher, job: JobRequest, deadlines: JobDeadlines, limits: JobLimits, cancellation: Cancellation): Promise<JobOutcome> {
+export function runJob(
+  http: Dispatcher,
+  job: JobRequest,
+  deadlines: JobDeadlines,
+  limits: JobLimits,
+  cancellation: Cancellation,
+  onProgress?: (step: number, steps: number) => void,
+): Promise<JobOutcome> {
   if (cancellation.cancelled) return Promise.resolve({ kind: 'cancelled' });
   return new Promise<JobOutcome>((resolve) => {
-    const stream = new JobStream(resolve, job.jobId, deadlines, limits, cancellation);
+    const stream = new JobStream(resolve, job.jobId, deadlines, limits, cancellation, onProgress);
     http.dispatch(
       {
         path: '/v1/jobs',
@@ -96,6 +103,7 @@ class JobStream implements Dispatcher.DispatchHandler {
     private readonly deadlines: JobDeadlines,
     private readonly limits: JobLimits,
     cancellation: Cancellation,
+    private readonly onProgress: ((step: number, steps: number) => void) | undefined,
   ) {
     this.firstByteTimer = deadlines.firstByteMs < deadlines.totalMs ? setTimeout(this.onDeadline, deadlines.firstByteMs, this) : undefined;
     this.totalTimer = setTimeout(this.onDeadline, deadlines.totalMs, this);
@@ -144,6 +152,7 @@ class JobStream implements Dispatcher.DispatchHandler {
         this.silenceTimer = setTimeout(this.onSilence, this.deadlines.progressMs, this);
         return;
       case 'progress':
+        this.onProgress?.(event.step, event.steps);
         return;
       case 'result':
         this.final = { kind: 'result', images: event.images };
@@ -256,7 +265,8 @@ export async function cancelJob(http: Dispatcher, jobId: string, timeoutMs = 200
 
 /** What the gateway takes from an event: the worker's timings and warnings are for its own metrics. */
 type StreamEvent = { readonly jobId: string } & (
-  | { readonly event: 'accepted' | 'progress' }
+  | { readonly event: 'accepted' }
+  | { readonly event: 'progress'; readonly step: number; readonly steps: number }
   | { readonly event: 'result'; readonly images: JobImage[] }
   | { readonly event: 'error'; readonly error: WorkerError }
 );
@@ -276,7 +286,7 @@ function parseEvent(line: string): StreamEvent | undefined {
   if (typeof value === 'object' && value !== null && 'event' in value && 'jobId' in value && typeof value.jobId === 'string') {
     const jobId = value.jobId;
     if (value.event === 'accepted') return { event: 'accepted', jobId };
-    if (value.event === 'progress' && 'step' in value && 'steps' in value && Number.isInteger(value.step) && Number.isInteger(value.steps)) return { event: 'progress', jobId };
+    if (value.event === 'progress' && 'step' in value && 'steps' in value && Number.isInteger(value.step) && Number.isInteger(value.steps)) return { event: 'progress', jobId, step: value.step as number, steps: value.steps as number };
     if (value.event === 'result' && 'images' in value && isImageList(value.images)) return { event: 'result', images: value.images, jobId };
   }
   const parsed = jobEventSchema.safeParse(value);

@@ -1,6 +1,9 @@
 import type { Dispatcher } from '../contracts/dispatcher.js';
 import type { ModelResolver } from '../contracts/model-resolver.js';
+import type { JobQueue } from '../contracts/job-queue.js';
+import type { QueuedTask } from '../contracts/queued-task.js';
 import type { TaskLedger } from '../contracts/task-ledger.js';
+import type { Webhooks } from '../contracts/webhooks.js';
 import type { ApiKeys } from './api-keys.js';
 import { createAuthenticationTaskType } from './authentication/authentication-task.js';
 import { createGetResponseTaskType } from './get-response/get-response-task.js';
@@ -16,6 +19,10 @@ export interface TaskTypeDependencies {
   readonly limits: RuleLimits;
   readonly lookupsPerRequest?: number;
   readonly ledger: TaskLedger;
+  readonly asyncTasks?: JobQueue<QueuedTask>;
+  readonly webhooks?: Webhooks;
+  readonly syncWaitLimitMs?: number;
+  readonly logger?: { warn(object: object, message: string): void };
 }
 
 /** The one registry of task types: a new type is a module of its own, added here. */

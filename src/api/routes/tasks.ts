@@ -30,7 +30,7 @@ const routeDescription = [
 ].join(' ');
 
 /** Every status the route answers (the dominant error's, DESIGN §2), each in the one answer shape. */
-const documentedStatuses = [200, 400, 401, 404, 409, 413, 415, 422, 429, 500, 502, 503, 504] as const;
+const documentedStatuses = [200, 202, 400, 401, 404, 409, 410, 413, 415, 422, 429, 500, 502, 503, 504] as const;
 
 /** POST /v1/tasks and its alias POST /v1: thin — parse, authorize, hand the tasks to the task service, shape the reply. */
 export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions): Promise<void> {

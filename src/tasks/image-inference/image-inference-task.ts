@@ -1,11 +1,19 @@
-import type { Dispatcher } from '../../contracts/dispatcher.js';
+import { createCancellation } from '../../contracts/cancellation.js';
+import type { Dispatcher, DispatchOutcome } from '../../contracts/dispatcher.js';
 import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
-import { createError, type ApiError, type ErrorDetails } from '../../errors.js';
+import type { JobQueue } from '../../contracts/job-queue.js';
 import type { ModelResolver } from '../../contracts/model-resolver.js';
-import type { TaskLedger } from '../../contracts/task-ledger.js';
+import { principalTag } from '../../contracts/principal.js';
+import type { QueuedTask } from '../../contracts/queued-task.js';
+import { LedgerUnavailableError, type LedgerClaim, type LedgerEntry, type TaskLedger } from '../../contracts/task-ledger.js';
 import type { ImageResult } from '../../contracts/task-result.js';
-import type { TaskType } from '../task-type.js';
+import type { ValidatedTask } from '../../contracts/validated-task.js';
+import type { Webhooks } from '../../contracts/webhooks.js';
+import { createError, type ApiError, type ErrorDetails } from '../../errors.js';
+import type { TaskSink, TaskType } from '../task-type.js';
+import { replayOf, stillProcessing, waitUntilFinal } from './ledger-replay.js';
 import type { RuleLimits } from './model-rules.js';
+import { taskFingerprint } from './task-fingerprint.js';
 import { validateImageInferenceTasks } from './validate.js';
 
 export interface ImageInferenceDependencies {
@@ -14,28 +22,38 @@ export interface ImageInferenceDependencies {
   readonly limits: RuleLimits;
   /** Cold AIRs one request may send to the registry (REGISTRY_LOOKUPS_PER_REQUEST). */
   readonly lookupsPerRequest?: number;
-  /** Where each task's fate is kept for getResponse; absent: nowhere. */
-  readonly ledger?: TaskLedger;
+  /** Where each task's fate is kept: getResponse, resends, async delivery and webhooks read it. */
+  readonly ledger: TaskLedger;
+  /** Where async tasks go; absent: deliveryMethod "async" is refused. */
+  readonly asyncTasks?: JobQueue<QueuedTask>;
+  /** Absent: a webhookURL is refused. */
+  readonly webhooks?: Webhooks;
+  /** How long a sync request waits for its task (SYNC_WAIT_LIMIT_SECONDS); absent: as long as it takes. */
+  readonly syncWaitLimitMs?: number;
+  readonly logger?: { warn(object: object, message: string): void };
 }
 
 /**
- * `imageInference`: every task of the request validated together (one resolution round trip), each valid
- * one dispatched to a GPU worker, each image reported as it comes back.
+ * `imageInference`: every task of the request validated together (one resolution round trip), then each
+ * valid one claimed on the ledger (a taskUUID sent again is answered from its record, never generated again)
+ * and either dispatched to a GPU worker now (sync: each image reported as it comes back) or put on the job
+ * queue and acknowledged (async).
  */
 export function createImageInferenceTaskType(dependencies: ImageInferenceDependencies): TaskType {
+  const { ledger } = dependencies;
   return {
     taskType: 'imageInference',
     needsPrincipal: true,
     async run(tasks, context, sink) {
       const lookups = { ...(context.principal && { principal: context.principal.id }), ...(dependencies.lookupsPerRequest !== undefined && { sourceLookups: dependencies.lookupsPerRequest }) };
       const verdicts = await validateImageInferenceTasks(tasks, dependencies, { lookups });
-      const ledger = context.principal && dependencies.ledger;
       const principal = context.principal?.id ?? '';
+      const rawOf = new Map(tasks.map((task) => [task.index, task.raw]));
       const running: Promise<void>[] = [];
       // A refused task is recorded too (getResponse gives its errors), before it ends.
       const refuse = (index: number, taskUUID: string | undefined, errors: readonly ApiError[]) => {
         sink.errors(index, errors);
-        if (ledger && taskUUID && UUID.test(taskUUID)) running.push(ledger.finished(principal, { taskUUID, taskType: 'imageInference', state: 'error', results: [], errors }).then(() => sink.end(index)));
+        if (context.principal && taskUUID && UUID.test(taskUUID)) running.push(recordQuietly(ledger.finished(principal, { taskUUID, taskType: 'imageInference', state: 'error', results: [], errors })).then(() => sink.end(index)));
         else sink.end(index);
       };
       let inlineLeft = context.inlineMegapixels;
@@ -45,36 +63,182 @@ export function createImageInferenceTaskType(dependencies: ImageInferenceDepende
           refuse(verdict.index, verdict.details.taskUUID, verdict.errors);
           continue;
         }
+        const task = verdict.valid.task;
         // One answer carries every inline image of its request: refused before any GPU time, not after.
-        if (inlineLeft !== undefined && verdict.valid.task.outputType !== 'URL') {
-          const megapixels = inlineMegapixelsOf(verdict.valid.task);
+        if (inlineLeft !== undefined && task.deliveryMethod === 'sync' && task.outputType !== 'URL') {
+          const megapixels = inlineMegapixelsOf(task);
           if (megapixels > inlineLeft) {
-            refuse(verdict.index, verdict.valid.task.taskUUID, [inlineOutputTooLarge(megapixels, context.inlineMegapixels ?? 0, verdict.details)]);
+            refuse(verdict.index, task.taskUUID, [inlineOutputTooLarge(megapixels, context.inlineMegapixels ?? 0, verdict.details)]);
             continue;
           }
           inlineLeft -= megapixels;
         }
-        const index = verdict.index;
-        const taskUUID = verdict.valid.task.taskUUID;
-        if (ledger) ledger.started(principal, taskUUID, 'imageInference');
-        running.push(
-          dependencies.dispatcher.dispatch(verdict.valid, { details: verdict.details, cancellation: context.cancellation }).then(async (outcome) => {
-            if (outcome.kind === 'failed') sink.errors(index, [outcome.error]);
-            else for (const image of outcome.images) sink.result(index, image);
-            // Recorded before the task ends, so a client that has its answer finds the task finished
-            // everywhere; a ledger that fails logs and lets the answer go.
-            if (ledger) {
-              const results: readonly ImageResult[] = outcome.kind === 'failed' ? [] : outcome.images.map(withoutInlineData);
-              await ledger.finished(principal, { taskUUID, taskType: 'imageInference', state: outcome.kind === 'failed' ? 'error' : 'success', results, errors: outcome.kind === 'failed' ? [outcome.error] : [] });
-            }
-            sink.end(index);
-          }),
-        );
+        const run = { principal, validated: verdict.valid, details: verdict.details, fingerprint: taskFingerprint(rawOf.get(verdict.index) ?? {}) };
+        running.push(runTask(run, dependencies, context.cancellation, sink).catch((error: unknown) => {
+          // Nothing here should throw; if it does, the task still ends, with an error rather than silence.
+          dependencies.logger?.warn({ err: error, taskUUID: task.taskUUID }, 'image inference task failed unexpectedly');
+          sink.errors(verdict.index, [createError('internalError', 'The task could not be completed; retry it.', verdict.details)]);
+          sink.end(verdict.index);
+        }));
       }
       if (running.length === 1) await running[0];
       else if (running.length > 1) await Promise.all(running);
     },
   };
+}
+
+interface TaskRun {
+  readonly principal: string;
+  readonly validated: ValidatedTask;
+  readonly details: ErrorDetails;
+  readonly fingerprint: string;
+}
+
+async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: TaskCancellation, sink: TaskSink): Promise<void> {
+  const { task, index } = run.validated;
+  const fail = (error: ApiError) => {
+    sink.errors(index, [error]);
+    sink.end(index);
+  };
+  if (task.webhookURL !== undefined) {
+    const refusal = dependencies.webhooks
+      ? await dependencies.webhooks.refusal(task.webhookURL, run.details)
+      : createError('webhooksNotConfigured', 'This gateway has no WEBHOOK_SIGNING_SECRET, so it calls no webhook: a receiver could not verify what it sends. Leave webhookURL out and poll getResponse, or ask the operator to set one.', { ...run.details, parameter: 'webhookURL' });
+    if (refusal) return fail(refusal);
+  }
+  const async = task.deliveryMethod === 'async';
+  if (async && !dependencies.asyncTasks) {
+    return fail(createError('unsupportedFeature', 'This gateway runs no job queue, so it takes no deliveryMethod "async" tasks; send "sync".', { ...run.details, parameter: 'deliveryMethod', allowed: ['sync'] }));
+  }
+  let claim: LedgerClaim | undefined;
+  try {
+    claim = await dependencies.ledger.claim(run.principal, { taskUUID: task.taskUUID, taskType: 'imageInference', fingerprint: run.fingerprint, deliveryMethod: task.deliveryMethod });
+  } catch (error) {
+    if (!(error instanceof LedgerUnavailableError)) throw error;
+    // An async task without its record could never be fetched: refused. A sync one still runs (its answer
+    // is its own), only without protection against a resend.
+    if (async) return fail(createError('taskLedgerUnavailable', 'The task ledger is not answering, so this async task cannot be recorded; nothing was accepted. Send it again in a moment.', { ...run.details, retryAfter: 1 }));
+    dependencies.logger?.warn({ err: error, taskUUID: task.taskUUID }, 'task ledger claim failed; running the sync task without it');
+  }
+  if (claim?.kind === 'taken') {
+    const entry = claim.entry;
+    if (entry.fingerprint !== undefined && entry.fingerprint !== run.fingerprint) {
+      return fail(createError('taskUUIDConflict', `Task ${task.taskUUID} was sent before with this key with another body; a taskUUID names one task for ${dependencies.ledger.ttlSeconds} s (TASK_LEDGER_TTL_SECONDS). Send this task with a new taskUUID.`, { ...run.details, parameter: 'taskUUID' }));
+    }
+    if (async) return acknowledge(task, index, sink);
+    return answerFromLedger(entry, run, dependencies, cancellation, sink);
+  }
+  if (async) return enqueue(run, dependencies, sink);
+  return runNow(run, dependencies, cancellation, sink, claim !== undefined);
+}
+
+type TaskCancellation = Parameters<Dispatcher['dispatch']>[1]['cancellation'];
+
+function acknowledge(task: ImageInferenceTask, index: number, sink: TaskSink): void {
+  sink.result(index, { taskType: 'imageInference', taskUUID: task.taskUUID });
+  sink.end(index);
+}
+
+async function enqueue(run: TaskRun, dependencies: ImageInferenceDependencies, sink: TaskSink): Promise<void> {
+  const { task, index } = run.validated;
+  try {
+    // Within a key the taskUUID names the job: an add that repeats one (a recovered replica) adds nothing.
+    const { waiting } = await dependencies.asyncTasks!.add({ principal: run.principal, validated: run.validated, details: run.details }, jobIdOf(run.principal, task.taskUUID));
+    dependencies.ledger.addEvent(run.principal, task.taskUUID, { type: 'queued', position: waiting });
+  } catch (error) {
+    dependencies.logger?.warn({ err: error, taskUUID: task.taskUUID }, 'async task could not be queued');
+    const refusal = createError('taskQueueUnavailable', 'The job queue is not answering, so this async task was not accepted; send it again in a moment.', { ...run.details, retryAfter: 1 });
+    // Its claim is released as an error record, so the same taskUUID may be sent again.
+    await recordQuietly(dependencies.ledger.finished(run.principal, { taskUUID: task.taskUUID, taskType: 'imageInference', state: 'error', results: [], errors: [refusal], fingerprint: run.fingerprint, deliveryMethod: 'async' }));
+    sink.errors(index, [refusal]);
+    sink.end(index);
+    return;
+  }
+  acknowledge(task, index, sink);
+}
+
+/** A sync task: dispatched now, answered in its request — or, past SYNC_WAIT_LIMIT_SECONDS, left to finish on its own. */
+async function runNow(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: TaskCancellation, sink: TaskSink, claimed: boolean): Promise<void> {
+  const { task, index } = run.validated;
+  const { ledger } = dependencies;
+  const limitMs = dependencies.syncWaitLimitMs;
+  // The client's leaving cancels the job only while the client waits for it: past the limit the job is detached.
+  const jobCancellation = limitMs === undefined ? cancellation : createCancellation();
+  const detach = limitMs === undefined ? undefined : cancellation.onCancel((reason) => (jobCancellation as ReturnType<typeof createCancellation>).cancel(reason));
+  const finished = dependencies.dispatcher.dispatch(run.validated, { details: run.details, cancellation: jobCancellation }).then(async (outcome) => {
+    const entry = claimed ? await recordQuietly(ledger.finished(run.principal, finalEntry(task, outcome, run.fingerprint, false))) : undefined;
+    if (entry && task.webhookURL !== undefined) await announceQuietly(dependencies, run.principal, entry, task.webhookURL);
+    return outcome;
+  });
+  let timer: NodeJS.Timeout | undefined;
+  const outcome = limitMs === undefined ? await finished : await Promise.race([finished, new Promise<'waiting'>((resolve) => (timer = setTimeout(resolve, limitMs, 'waiting')))]);
+  clearTimeout(timer);
+  detach?.();
+  if (outcome === 'waiting') {
+    sink.errors(index, [stillProcessing(task.taskUUID, limitMs ?? 0, run.details)]);
+  } else if (outcome.kind === 'failed') {
+    sink.errors(index, [outcome.error]);
+  } else {
+    for (const image of outcome.images) sink.result(index, image);
+  }
+  sink.end(index);
+}
+
+/** A sync task sent again: its record's answer, after waiting for it to finish if it still runs. */
+async function answerFromLedger(entry: LedgerEntry, run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: TaskCancellation, sink: TaskSink): Promise<void> {
+  const { task, index } = run.validated;
+  let final: LedgerEntry | 'gone' | 'waiting' = entry;
+  const limitMs = dependencies.syncWaitLimitMs ?? 24 * 3600 * 1000;
+  if (entry.state === 'processing') {
+    try {
+      final = await waitUntilFinal(dependencies.ledger, run.principal, task.taskUUID, Date.now() + limitMs, cancellation);
+    } catch (error) {
+      if (!(error instanceof LedgerUnavailableError)) throw error;
+      final = 'waiting';
+    }
+  }
+  if (final === 'waiting' || final === 'gone') {
+    sink.errors(index, [final === 'waiting' ? stillProcessing(task.taskUUID, limitMs, run.details) : createError('asyncTaskFailed', `Task ${task.taskUUID} was running, and its record expired before it finished; send it again with a new taskUUID.`, run.details)]);
+    sink.end(index);
+    return;
+  }
+  const replay = replayOf(final, run.details);
+  if (replay.kind === 'error') {
+    sink.errors(index, [replay.error]);
+  } else {
+    for (const result of replay.results) sink.result(index, result);
+    if (replay.errors.length > 0) sink.errors(index, replay.errors);
+  }
+  sink.end(index);
+}
+
+/** The final record of a dispatched task. Sync results are kept without inline bytes (their answer carried them). */
+export function finalEntry(task: ImageInferenceTask, outcome: DispatchOutcome, fingerprint: string, keepInline: boolean): Omit<LedgerEntry, 'updatedAt'> {
+  const common = { taskUUID: task.taskUUID, taskType: 'imageInference', ...(fingerprint !== '' && { fingerprint }), deliveryMethod: task.deliveryMethod, inlineKept: keepInline } as const;
+  if (outcome.kind === 'failed') return { ...common, state: 'error', results: [], errors: [outcome.error] };
+  return { ...common, state: 'success', results: keepInline ? outcome.images : outcome.images.map(withoutInlineData), errors: [] };
+}
+
+/** The queue's job id for a task: unique per key and taskUUID, without the key itself (job ids are visible in Redis). */
+export function jobIdOf(principal: string, taskUUID: string): string {
+  return `${principalTag(principal)}-${taskUUID}`;
+}
+
+/** A ledger write whose failure must not fail the answer it follows: logged by the ledger, dropped here. */
+async function recordQuietly(write: Promise<LedgerEntry>): Promise<LedgerEntry | undefined> {
+  try {
+    return await write;
+  } catch {
+    return undefined;
+  }
+}
+
+async function announceQuietly(dependencies: ImageInferenceDependencies, principal: string, entry: LedgerEntry, webhookURL: string): Promise<void> {
+  try {
+    await dependencies.webhooks?.announce(principal, entry, webhookURL);
+  } catch (error) {
+    dependencies.logger?.warn({ err: error, taskUUID: entry.taskUUID }, 'webhook deliveries could not be queued');
+  }
 }
 
 /**

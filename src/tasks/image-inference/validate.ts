@@ -95,16 +95,6 @@ function lateWarnings(inspection: Inspection): ApiWarning[] {
   const task = inspection.parsed;
   if (!task) return [];
   const warnings: ApiWarning[] = [];
-  // Async delivery is accepted for Runware compatibility but not implemented yet.
-  if (task.deliveryMethod === 'async' || task.webhookURL !== undefined) {
-    warnings.push(
-      createWarning(
-        'deliveredSynchronously',
-        'This gateway answers every task in its own request: deliveryMethod "async" is treated as "sync" and the webhookURL is not called.',
-        { ...inspection.details, parameter: task.webhookURL !== undefined ? 'webhookURL' : 'deliveryMethod' },
-      ),
-    );
-  }
   if (task.outputFormat === 'PNG' && task.outputQuality !== OUTPUT_QUALITY.default) {
     warnings.push(
       createWarning('parameterNotApplied', `outputQuality ${task.outputQuality} is not applied: PNG is lossless and takes no quality. Ask for JPG or WEBP to set one.`, {

@@ -136,10 +136,10 @@ describe('answers', () => {
     const { url } = await setUp();
     const client = await connect(url);
     await client.authenticate(KEY);
-    const sent = task({ deliveryMethod: 'async', numberResults: 2 });
+    const sent = task({ outputFormat: 'PNG', outputQuality: 50, numberResults: 2 });
     client.send([sent]);
     const [first, second] = framesOf(await client.waitForFrames(3), sent['taskUUID'] as string);
-    expect(first?.warnings).toEqual([expect.objectContaining({ code: 'deliveredSynchronously', taskUUID: sent['taskUUID'] })]);
+    expect(first?.warnings).toEqual([expect.objectContaining({ code: 'parameterNotApplied', taskUUID: sent['taskUUID'] })]);
     expect(second?.warnings).toBeUndefined();
   });
 

@@ -264,10 +264,10 @@ describe('warnings', () => {
     ]);
   });
 
-  it('warns that async delivery and webhooks are answered synchronously', async () => {
+  it('takes async delivery and a webhook without a warning: both are honoured now', async () => {
     const verdict = await verdictOf(imageTask({ deliveryMethod: 'async', webhookURL: 'https://client.example/hook' }));
     expect(verdict.errors).toEqual([]);
-    expect(verdict.warnings).toEqual([expect.objectContaining({ code: 'deliveredSynchronously', parameter: 'webhookURL' })]);
+    expect(verdict.warnings).toEqual([]);
     expect((await verdictOf(imageTask({ deliveryMethod: 'sync' }))).warnings).toEqual([]);
   });
 

@@ -1,0 +1,71 @@
+import type { Config } from './config.js';
+import type { Dispatcher } from './contracts/dispatcher.js';
+import type { JobQueue, JobQueueOptions } from './contracts/job-queue.js';
+import type { QueuedTask } from './contracts/queued-task.js';
+import type { TaskLedger } from './contracts/task-ledger.js';
+import type { Webhooks } from './contracts/webhooks.js';
+import { createMemoryTaskLedger } from './ledger/memory-task-ledger.js';
+import { createRedisTaskLedger } from './ledger/redis-task-ledger.js';
+import type { RedisConnection } from './cache/redis-connection.js';
+import { createBullJobQueue } from './queue/bullmq-job-queue.js';
+import { createMemoryJobQueue } from './queue/memory-job-queue.js';
+import { asyncTaskQueueOptions } from './tasks/image-inference/async-task-processor.js';
+import { createWebhooks } from './webhooks/webhooks.js';
+import type { WebhookLookup } from './webhooks/webhook-target.js';
+
+/** What async delivery is made of: the ledger, the queue of async tasks (and its consumer) and webhooks. */
+export interface AsyncDelivery {
+  readonly ledger: TaskLedger;
+  readonly asyncTasks: JobQueue<QueuedTask>;
+  /** Absent without WEBHOOK_SIGNING_SECRET: a webhookURL is then refused. */
+  readonly webhooks: Webhooks | undefined;
+  /** Stops consuming (running jobs finish), then closes the queues. Before the dispatcher closes. */
+  close(): Promise<void>;
+}
+
+export interface AsyncDeliveryOptions {
+  readonly config: Config;
+  readonly dispatcher: Dispatcher;
+  readonly logger: { warn(object: object, message: string): void };
+  /** With Redis: ledger in Redis, queues on BullMQ (durable, shared by every replica). In process otherwise. */
+  readonly redis?: { readonly connection: RedisConnection; readonly url: string; readonly namespace: string };
+  /** Tests resolve names their own way. */
+  readonly webhookLookup?: WebhookLookup;
+}
+
+export function createAsyncDelivery(options: AsyncDeliveryOptions): AsyncDelivery {
+  const { config, redis, logger } = options;
+  const ledger = redis
+    ? createRedisTaskLedger({ redis: redis.connection, namespace: redis.namespace, ttlSeconds: config.taskLedgerTtlSeconds, logger })
+    : createMemoryTaskLedger({ ttlSeconds: config.taskLedgerTtlSeconds });
+  const createQueue = <T>(queueOptions: JobQueueOptions<T>): JobQueue<T> =>
+    redis
+      ? createBullJobQueue({ ...queueOptions, redisUrl: redis.url, prefix: `${redis.namespace}:{queue}`, lockMs: config.async.lockMs, maxStalls: 3, logger })
+      : createMemoryJobQueue(queueOptions);
+  const { webhooks: webhookConfig } = config;
+  const webhooks = webhookConfig.signingSecret
+    ? createWebhooks({
+        signingSecret: webhookConfig.signingSecret,
+        policy: { requireHttps: webhookConfig.requireHttps, allowedHosts: webhookConfig.allowedHosts },
+        timeoutMs: webhookConfig.timeoutMs,
+        maxAttempts: webhookConfig.maxAttempts,
+        backoffMs: webhookConfig.backoffMs,
+        ledger,
+        createQueue,
+        logger,
+        ...(options.webhookLookup && { lookup: options.webhookLookup }),
+      })
+    : undefined;
+  const asyncTasks = createQueue(
+    asyncTaskQueueOptions({ dispatcher: options.dispatcher, ledger, ...(webhooks && { webhooks }), concurrency: config.async.concurrency, maxAttempts: config.async.maxAttempts, logger }),
+  );
+  return {
+    ledger,
+    asyncTasks,
+    webhooks,
+    async close() {
+      await asyncTasks.close();
+      await webhooks?.close();
+    },
+  };
+}

@@ -1,0 +1,101 @@
+import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
+import { Redis } from 'ioredis';
+import { PermanentJobError, type JobQueue, type JobQueueOptions } from '../contracts/job-queue.js';
+
+export interface BullJobQueueOptions<T> extends JobQueueOptions<T> {
+  readonly redisUrl: string;
+  /** Key prefix; its hash tag puts every key of the queue in one Redis Cluster slot (BullMQ's scripts need it). */
+  readonly prefix: string;
+  /**
+   * How long a running job's lock lasts without renewal: a replica that dies (SIGKILL, power) leaves its jobs
+   * locked this long before another replica takes them up again.
+   */
+  readonly lockMs: number;
+  /** How often a job may be lost with its replica before it ends as failed. */
+  readonly maxStalls: number;
+  readonly logger: { warn(object: object, message: string): void };
+}
+
+interface StoredJob {
+  readonly payload: string;
+}
+
+/**
+ * The queue on BullMQ: the producer and a consumer in every replica, on their own Redis connections (a
+ * worker blocks on its connection, and BullMQ wants commands retried forever there). A job whose replica
+ * died is found stalled after `lockMs` and run again by a live one; processors make that safe by writing
+ * their result once (the ledger's final write is conditional).
+ */
+export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue<T> {
+  const connection = () => new Redis(options.redisUrl, { maxRetriesPerRequest: null, connectionName: `clipgate-${options.name}` });
+  const producerConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, connectionName: `clipgate-${options.name}-producer` });
+  // A fresh Redis answers the first add before the connection is ready: wait for it instead of failing.
+  producerConnection.on('error', () => undefined);
+  const queue = new Queue<StoredJob>(options.name, { connection: producerConnection, prefix: options.prefix });
+  queue.on('error', (error) => options.logger.warn({ err: error, queue: options.name }, 'job queue error'));
+  const worker = new Worker<StoredJob>(
+    options.name,
+    async (job: Job<StoredJob>) => {
+      try {
+        await options.process(options.decode(job.data.payload), job.attemptsMade + 1);
+      } catch (error) {
+        if (error instanceof PermanentJobError) throw new UnrecoverableError(error.message);
+        throw error;
+      }
+    },
+    {
+      connection: connection(),
+      prefix: options.prefix,
+      concurrency: options.concurrency,
+      lockDuration: options.lockMs,
+      stalledInterval: Math.max(500, Math.floor(options.lockMs / 2)),
+      maxStalledCount: options.maxStalls,
+      autorun: true,
+    },
+  );
+  worker.on('error', (error) => options.logger.warn({ err: error, queue: options.name }, 'job queue consumer error'));
+  worker.on('failed', (job, error) => {
+    if (!job) return;
+    const final = error instanceof UnrecoverableError || job.attemptsMade >= (job.opts.attempts ?? 1) || /stalled more than/i.test(error.message);
+    if (!final) return;
+    options.exhausted(options.decode(job.data.payload), error.message).catch((recordError: unknown) => options.logger.warn({ err: recordError, queue: options.name, jobId: job.id }, 'a failed job could not be recorded'));
+  });
+
+  return {
+    async add(data, jobId) {
+      if (producerConnection.status !== 'ready') await waitUntilReady(producerConnection);
+      await queue.add(
+        'job',
+        { payload: options.encode(data) },
+        {
+          jobId,
+          attempts: options.attempts,
+          backoff: { type: 'exponential', delay: options.backoffMs },
+          // The ledger keeps results; a finished job stays only as long as its id must stop a duplicate add.
+          removeOnComplete: { age: 3600 },
+          removeOnFail: { age: 24 * 3600 },
+        },
+      );
+      return { waiting: await queue.getWaitingCount() };
+    },
+    async close() {
+      await worker.close();
+      await queue.close();
+      producerConnection.disconnect();
+    },
+  };
+}
+
+function waitUntilReady(redis: Redis): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      redis.off('ready', ready);
+      reject(new Error('Redis is not reachable for the job queue'));
+    }, 2000);
+    const ready = () => {
+      clearTimeout(timer);
+      resolve();
+    };
+    redis.once('ready', ready);
+  });
+}
