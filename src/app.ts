@@ -18,6 +18,7 @@ import { imageRoutes } from './api/routes/images.js';
 import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import { taskEventRoutes } from './api/routes/task-events.js';
+import { taskWebhookRoutes } from './api/routes/task-webhooks.js';
 import { webSocketRoutes } from './api/websocket/websocket-route.js';
 import { createMemorySessionStore } from './sessions/memory-session-store.js';
 import { createAsyncDelivery, type AsyncDelivery } from './async-delivery.js';
@@ -154,6 +155,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
     },
   });
   await app.register(taskEventRoutes, { ledger: delivery.ledger, keys, service, drain });
+  await app.register(taskWebhookRoutes, { ledger: delivery.ledger, keys, service });
   await app.register(async (api) => {
     installBearerAuth(api, keys, { keyInBody: false });
     await api.register(modelRoutes, { resolver: dependencies.resolver, publicBaseUrl: config.publicBaseUrl });

@@ -1,7 +1,6 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { stringify } from 'lossless-json';
 import { z } from 'zod';
-import type { Principal } from '../../contracts/principal.js';
 import { isFinal, LedgerUnavailableError, type LedgerEntry, type TaskLedger } from '../../contracts/task-ledger.js';
 import { createError } from '../../errors.js';
 import type { ApiKeys } from '../../tasks/api-keys.js';
@@ -9,6 +8,7 @@ import type { TaskService } from '../../tasks/task-service.js';
 import { installBearerAuth } from '../auth.js';
 import { ClientRequestError } from '../client-request-error.js';
 import type { Drain } from '../drain.js';
+import { principalFor } from '../route-principal.js';
 import { taskResponseSchema } from '../response-schema.js';
 
 export interface TaskEventRouteOptions {
@@ -146,11 +146,4 @@ async function readEntry(ledger: TaskLedger, principal: string, taskUUID: string
     if (!(error instanceof LedgerUnavailableError)) throw error;
     throw new ClientRequestError(createError('taskLedgerUnavailable', 'The task ledger cannot be read right now (its store is not answering); ask again in a moment.', { retryAfter: 1 }));
   }
-}
-
-function principalFor(request: FastifyRequest, service: TaskService): Principal {
-  if (request.principal) return request.principal;
-  const authorization = service.authorize([]);
-  if (authorization.kind !== 'authorized') throw new ClientRequestError(createError('missingApiKey', 'This endpoint needs an API key: send the header "Authorization: Bearer <key>".'));
-  return authorization.principal;
 }

@@ -8,6 +8,7 @@ import { installBearerAuth } from '../auth.js';
 import { refusedWhileDraining, type Drain } from '../drain.js';
 import { ClientRequestError } from '../client-request-error.js';
 import { taskArraySchema, taskResponseSchema } from '../response-schema.js';
+import { principalFor } from '../route-principal.js';
 import { TaskResponseCollector } from '../task-response.js';
 import { readTaskArray } from '../task-array.js';
 import { toWireJson } from '../wire-json.js';
@@ -107,14 +108,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
     },
     async (request: FastifyRequest, reply: FastifyReply): Promise<string> => {
       const { taskUUID } = request.params as { taskUUID: string };
-      let principal = request.principal;
-      if (!principal) {
-        const authorization = service.authorize([]);
-        if (authorization.kind !== 'authorized') {
-          throw new ClientRequestError(createError('missingApiKey', 'This endpoint needs an API key: send the header "Authorization: Bearer <key>".'));
-        }
-        principal = authorization.principal;
-      }
+      const principal = principalFor(request, service);
       const collector = new TaskResponseCollector();
       await service.run([{ taskType: 'getResponse', taskUUID }], { principal, cancellation: neverCancelled }, collector);
       const { status, body, retryAfterSeconds } = collector.response();

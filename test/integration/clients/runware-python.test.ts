@@ -6,7 +6,8 @@ import { runPythonClient } from '../../support/python-client.js';
 /**
  * Runware's two published Python clients, installed from PyPI, pointed at clipgate with nothing changed but
  * their URLs: `runware` (WebSocket only) and `runware-sdk` (WebSocket by default, REST on request; both
- * send deliveryMethod "async" unless told otherwise).
+ * send deliveryMethod "async" unless told otherwise, so these run their default async mode end to end:
+ * clipgate acknowledges, and the image comes from the client's own getResponse polls).
  */
 
 let stack: ClientStack;

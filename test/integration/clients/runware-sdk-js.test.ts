@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { Runware } from '@runware/sdk-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLIENT_API_KEY, EASY_NEGATIVE, FLUX, SD15, startClientStack, type ClientStack } from '../../support/client-stack.js';
+import { until } from '../../support/gateway.js';
 
 /**
  * @runware/sdk-js, as published on npm, pointed at clipgate with nothing changed but its URL. It speaks only
@@ -87,6 +88,26 @@ describe('@runware/sdk-js against clipgate', () => {
     ]);
     expect(answers.map((answer) => answer.imageUUID).sort()).toEqual((images ?? []).map((image) => image.imageUUID).sort());
     expect(await refusal(later.getResponse({ taskUUID: randomUUID() }))).toMatchObject({ code: 'taskNotFound' });
+  });
+
+  it('runs a deliveryMethod "async" task: the acknowledgement first, then its own getResponse finds the images', async () => {
+    const runware = await connect();
+    const taskUUID = randomUUID();
+    const ack = await runware.imageInference({ taskUUID, positivePrompt: 'a harbour at night', model: SD15, width: 512, height: 512, numberResults: 2, deliveryMethod: 'async' } as Parameters<RunwareClient['imageInference']>[0]);
+    expect(ack).toEqual([expect.objectContaining({ taskType: 'imageInference', taskUUID })]);
+    expect(ack?.[0]).not.toHaveProperty('imageUUID');
+    // 1.3.2's pollForAsyncResults is private: a caller polls getResponse, as it does.
+    let images: { taskUUID: string; status: string; imageUUID: string }[] = [];
+    await until(async () => {
+      images = (await runware.getResponse({ taskUUID })) as unknown as typeof images;
+      return images.length === 2 && images.every((image) => image.status === 'success');
+    }, 10_000);
+    expect(images.map((image) => [image.taskUUID, image.status])).toEqual([
+      [taskUUID, 'success'],
+      [taskUUID, 'success'],
+    ]);
+    expect(new Set(images.map((image) => image.imageUUID)).size).toBe(2);
+    expect(stack.worker.receivedJobs.filter((job) => job.jobId.startsWith(taskUUID))).toHaveLength(1);
   });
 
   it('receives numberResults 3 as three partial images, one frame each', async () => {
