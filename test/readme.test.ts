@@ -46,7 +46,8 @@ describe('README', () => {
   });
 
   it('shows curl examples that answer as the README says', async () => {
-    const examples = [...readme.matchAll(/-d '(\[[\s\S]*?\])'\n```\n<!-- expect: (\d{3}) (\w+) -->/g)];
+    // An example's payload never holds a backtick: a match cannot run on into the next code block.
+    const examples = [...readme.matchAll(/-d '(\[[^`]*?\])'\n```\n<!-- expect: (\d{3}) (\w+) -->/g)];
     expect(examples.length).toBeGreaterThanOrEqual(2);
     // The README's examples run on the embedded defaults (no API keys, no Redis) against a registry that
     // serves EasyNegative as Civitai does: an SD 1.5 safetensors embedding.
@@ -128,3 +129,60 @@ function run(command: string, args: string[]): Promise<string> {
     });
   });
 }
+
+describe('README: async delivery', () => {
+  const block = (marker: string, language: string) => {
+    const match = new RegExp(`<!-- ${marker} -->\\n\`\`\`${language}\\n([\\s\\S]*?)\`\`\``).exec(readme);
+    if (!match?.[1]) throw new Error(`no ${marker} block in the README`);
+    return match[1];
+  };
+  const secret = 'whsec-readme-0123456789abcdef0123456789';
+
+  it('runs the curl flow word for word: acknowledged, streamed to done, then found with its image', async () => {
+    const stack = await startClientStack({ env: { WEBHOOK_SIGNING_SECRET: secret, WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' } });
+    const port = stack.gateways[0]!.port;
+    try {
+      const script = block('async-flow', 'bash').replaceAll('http://localhost:8080', `http://127.0.0.1:${port}`).replaceAll('YOUR_API_KEY', CLIENT_API_KEY);
+      const output = await run('bash', ['-c', script]);
+      expect(output).toMatch(/^\{"data":\[\{"taskType":"imageInference","taskUUID":"[0-9a-f-]{36}"\}\]\}/);
+      expect(output).toMatch(/event: queued\n/);
+      expect(output).toMatch(/event: result\ndata: \{"taskType":"imageInference"/);
+      expect(output).toMatch(/event: done\ndata: \{"taskUUID":"[0-9a-f-]{36}","state":"success"\}/);
+      expect(output).toMatch(/\{"data":\[\{"taskType":"imageInference",[^\n]*"status":"success"\}\]\}\s*$/);
+    } finally {
+      await stack.close();
+    }
+  }, 60_000);
+
+  it('runs the webhook receiver word for word: it verifies what clipgate sends', async () => {
+    const { freePort } = await import('./support/free-port.js');
+    const receiverPort = await freePort();
+    const stack = await startClientStack({ env: { WEBHOOK_SIGNING_SECRET: secret, WEBHOOK_ALLOWED_HOSTS: '127.0.0.1' } });
+    const file = join(clientsDirectory, '.readme-webhook-receiver.mjs');
+    writeFileSync(file, block('webhook-receiver', 'js').replace('.listen(8081)', `.listen(${receiverPort}, '127.0.0.1')`));
+    const { spawn } = await import('node:child_process');
+    const receiver = spawn(process.execPath, [file], { env: { PATH: process.env['PATH'] ?? '', WEBHOOK_SIGNING_SECRET: secret }, stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    receiver.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+    try {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      const taskUUID = crypto.randomUUID();
+      const response = await fetch(`http://127.0.0.1:${stack.gateways[0]!.port}/v1/tasks`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${CLIENT_API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify([{ taskType: 'imageInference', taskUUID, deliveryMethod: 'async', model: 'civitai:4384@128713', positivePrompt: 'a lighthouse', width: 512, height: 512, numberResults: 2, webhookURL: `http://127.0.0.1:${receiverPort}/hook` }]),
+      });
+      expect(response.status).toBe(200);
+      const deadline = Date.now() + 20_000;
+      while ((output.match(/verified/g) ?? []).length < 2 && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+      const lines = output.trim().split('\n');
+      expect(lines).toHaveLength(2);
+      for (const line of lines) expect(line).toMatch(new RegExp(`^verified ${taskUUID}\\.[0-9a-f-]{36}$`));
+      expect(output).not.toContain('REFUSED');
+    } finally {
+      receiver.kill();
+      rmSync(file, { force: true });
+      await stack.close();
+    }
+  }, 60_000);
+});

@@ -47,7 +47,16 @@ export async function taskEventRoutes(app: FastifyInstance, options: TaskEventRo
         params: z.object({ taskUUID: z.uuid().meta({ description: 'The taskUUID the task was sent with.' }) }),
         headers: z.object({ 'last-event-id': z.string().max(64).optional() }).loose(),
         response: {
-          200: { description: 'An event stream (text/event-stream).', content: { 'text/event-stream': { schema: z.string() } } },
+          200: {
+            description: 'An event stream (text/event-stream); each event\'s data is JSON.',
+            content: {
+              'text/event-stream': {
+                schema: z
+                  .object({ id: z.string().optional(), event: z.string().optional(), data: z.string().optional(), retry: z.int().optional() })
+                  .meta({ id: 'TaskEventStreamEvent', description: 'One Server-Sent Event, as the stream\'s fields.' }),
+              },
+            },
+          },
           ...Object.fromEntries([400, 401, 404, 503].map((status) => [status, taskResponseSchema])),
         },
       },
