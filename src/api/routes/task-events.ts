@@ -42,10 +42,9 @@ export async function taskEventRoutes(app: FastifyInstance, options: TaskEventRo
         tags: ['tasks'],
         summary: "A task's progress, as Server-Sent Events",
         description:
-          'Events `queued` ({position}), `started`, `progress` ({step, steps}), `result` (one per image, as getResponse gives it), `errors`, then `done` ({state}); resumable with the `Last-Event-ID` header. Async tasks report every stage; a sync task reports its results and `done` when it finishes.',
+          'Events `queued` ({position}), `started`, `progress` ({step, steps}), `result` (one per image, as getResponse gives it), `errors`, then `done` ({state}); resumable with the `Last-Event-ID` header (the id of the last event seen). Async tasks report every stage; a sync task reports its results and `done` when it finishes.',
         security: [{ bearerAuth: [] }],
         params: z.object({ taskUUID: z.uuid().meta({ description: 'The taskUUID the task was sent with.' }) }),
-        headers: z.object({ 'last-event-id': z.string().max(64).optional() }).loose(),
         response: {
           200: {
             description: 'An event stream (text/event-stream); each event\'s data is JSON.',
