@@ -89,7 +89,8 @@ async function main(): Promise<void> {
   children.push(gateway.child);
   const pool = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency });
   const admin = new Redis(redis.url);
-  const queue = new Queue('clipgate-tasks', { connection: new Redis(redis.url, { maxRetriesPerRequest: null }), prefix: `${NAMESPACE}:{queue}` });
+  const queueConnection = new Redis(redis.url, { maxRetriesPerRequest: null });
+  const queue = new Queue('clipgate-tasks', { connection: queueConnection, prefix: `${NAMESPACE}:{queue}` });
   const finishedJobs = async () => {
     const counts = await queue.getJobCounts('completed', 'failed');
     return (counts['completed'] ?? 0) + (counts['failed'] ?? 0);
@@ -103,7 +104,11 @@ async function main(): Promise<void> {
     const before = await finishedJobs();
     const begin = performance.now();
     const acks = await closedLoop(count, concurrency, () => send(pool, 'async'));
-    while ((await finishedJobs()) - before < count) await new Promise((resolve) => setTimeout(resolve, 10));
+    const deadline = Date.now() + 120_000;
+    while ((await finishedJobs()) - before < count) {
+      if (Date.now() > deadline) throw new Error(`async round: ${(await finishedJobs()) - before} of ${count} jobs finished in 120 s\n${gateway.output()}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
     const seconds = (performance.now() - begin) / 1000;
     return { run: { latenciesMs: acks.latenciesMs, seconds }, acks };
   };
@@ -137,6 +142,8 @@ async function main(): Promise<void> {
   } finally {
     await pool.close();
     await queue.close();
+    // A connection handed to BullMQ is the caller's to close.
+    queueConnection.disconnect();
     admin.disconnect();
     await Promise.all([gateway.stop(), worker.stop()]);
     await redis.stop();
@@ -166,4 +173,7 @@ async function main(): Promise<void> {
 }
 
 if (args['serve-fake-worker']) await serveFakeWorker();
-else await main();
+else {
+  await main();
+  process.exit(0);
+}
