@@ -124,7 +124,9 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       ledger: delivery.ledger,
       asyncTasks: delivery.asyncTasks,
       ...(delivery.webhooks && { webhooks: delivery.webhooks }),
-      syncWaitLimitMs: config.syncWaitLimitMs,
+      // The dispatcher ends every task within TASK_TIMEOUT_MS; a longer wait limit could never fire, and
+      // its timer would only cost every task something.
+      ...(config.syncWaitLimitMs < config.dispatch.taskTimeoutMs && { syncWaitLimitMs: config.syncWaitLimitMs }),
       logger: app.log,
     }),
     keys,

@@ -63,8 +63,9 @@ export interface TaskLedger {
   /**
    * In one atomic step: records the task as `processing` — unless the key sent this taskUUID before and
    * that task did not end in error, whose record comes back instead (a task that failed may be sent again).
+   * The in-process ledger answers without a promise: this is on every task's path.
    */
-  claim(principal: string, request: LedgerClaimRequest): Promise<LedgerClaim>;
+  claim(principal: string, request: LedgerClaimRequest): LedgerClaim | Promise<LedgerClaim>;
   /**
    * The task has given everything: its results and errors, in one write. Written once: when the record is
    * final already (a job run again after its replica died), that record stays and is what comes back.

@@ -17,17 +17,18 @@ export function createMemoryTaskLedger(options: { ttlSeconds: number; maxBytes?:
   const keyOf = (principal: string, taskUUID: string) => `${principal}\u0000${taskUUID}`;
   return {
     ttlSeconds: options.ttlSeconds,
-    async claim(principal, request) {
+    claim(principal, request) {
       const key = keyOf(principal, request.taskUUID);
-      const existing = entries.get(key);
+      const existing = entries.peek(key);
       if (existing && existing.state !== 'error') return { kind: 'taken', entry: existing };
       entries.set(key, { ...request, state: 'processing', results: [], errors: [], updatedAt: clock() });
-      eventLogs.delete(key);
-      return { kind: 'claimed' };
+      // A task that failed starts its events over.
+      if (existing) eventLogs.delete(key);
+      return CLAIMED;
     },
     async finished(principal, entry) {
       const key = keyOf(principal, entry.taskUUID);
-      const existing = entries.get(key);
+      const existing = entries.peek(key);
       if (existing && existing.state !== 'processing') return existing;
       const written = { ...entry, updatedAt: clock() };
       entries.set(key, written);
@@ -60,6 +61,7 @@ export function createMemoryTaskLedger(options: { ttlSeconds: number; maxBytes?:
 }
 
 const DEFAULT_MAX_BYTES = 64 * 1024 * 1024;
+const CLAIMED = { kind: 'claimed' } as const;
 
 /** What an entry holds, roughly: its images' inline data and URLs dominate; the rest is a few hundred bytes. */
 function approximateBytes(entry: LedgerEntry): number {

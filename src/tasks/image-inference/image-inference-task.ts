@@ -112,7 +112,8 @@ async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, c
   }
   let claim: LedgerClaim | undefined;
   try {
-    claim = await dependencies.ledger.claim(run.principal, { taskUUID: task.taskUUID, taskType: 'imageInference', fingerprint: run.fingerprint, deliveryMethod: task.deliveryMethod });
+    const claiming = dependencies.ledger.claim(run.principal, { taskUUID: task.taskUUID, taskType: 'imageInference', fingerprint: run.fingerprint, deliveryMethod: task.deliveryMethod });
+    claim = claiming instanceof Promise ? await claiming : claiming;
   } catch (error) {
     if (!(error instanceof LedgerUnavailableError)) throw error;
     // An async task without its record could never be fetched: refused. A sync one still runs (its answer
@@ -163,8 +164,13 @@ async function runNow(run: TaskRun, dependencies: ImageInferenceDependencies, ca
   const { ledger } = dependencies;
   const limitMs = dependencies.syncWaitLimitMs;
   // The client's leaving cancels the job only while the client waits for it: past the limit the job is detached.
-  const jobCancellation = limitMs === undefined ? cancellation : createCancellation();
-  const detach = limitMs === undefined ? undefined : cancellation.onCancel((reason) => (jobCancellation as ReturnType<typeof createCancellation>).cancel(reason));
+  let jobCancellation: TaskCancellation = cancellation;
+  let detach: (() => void) | undefined;
+  if (limitMs !== undefined) {
+    const own = createCancellation();
+    detach = cancellation.onCancel((reason) => own.cancel(reason));
+    jobCancellation = own;
+  }
   const finished = dependencies.dispatcher.dispatch(run.validated, { details: run.details, cancellation: jobCancellation }).then(async (outcome) => {
     const entry = claimed ? await recordQuietly(ledger.finished(run.principal, finalEntry(task, outcome, run.fingerprint, false))) : undefined;
     if (entry && task.webhookURL !== undefined) await announceQuietly(dependencies, run.principal, entry, task.webhookURL);
@@ -214,9 +220,17 @@ async function answerFromLedger(entry: LedgerEntry, run: TaskRun, dependencies: 
 
 /** The final record of a dispatched task. Sync results are kept without inline bytes (their answer carried them). */
 export function finalEntry(task: ImageInferenceTask, outcome: DispatchOutcome, fingerprint: string, keepInline: boolean): Omit<LedgerEntry, 'updatedAt'> {
-  const common = { taskUUID: task.taskUUID, taskType: 'imageInference', ...(fingerprint !== '' && { fingerprint }), deliveryMethod: task.deliveryMethod, inlineKept: keepInline } as const;
-  if (outcome.kind === 'failed') return { ...common, state: 'error', results: [], errors: [outcome.error] };
-  return { ...common, state: 'success', results: keepInline ? outcome.images : outcome.images.map(withoutInlineData), errors: [] };
+  const failed = outcome.kind === 'failed';
+  return {
+    taskUUID: task.taskUUID,
+    taskType: 'imageInference',
+    state: failed ? 'error' : 'success',
+    results: failed ? [] : keepInline ? outcome.images : outcome.images.map(withoutInlineData),
+    errors: failed ? [outcome.error] : [],
+    ...(fingerprint !== '' && { fingerprint }),
+    deliveryMethod: task.deliveryMethod,
+    inlineKept: keepInline,
+  };
 }
 
 /** The queue's job id for a task: unique per key and taskUUID, without the key itself (job ids are visible in Redis). */
