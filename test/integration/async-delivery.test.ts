@@ -148,4 +148,29 @@ describe('async delivery across replicas', () => {
     expect(conflicting.body.errors[0]).toMatchObject({ code: 'taskUUIDConflict' });
     expect(jobsOf(sent.taskUUID)).toBe(1);
   }, 60_000);
+
+  it('delivers every webhook exactly once to a receiver that was down for a while, and refuses private targets when sent', async () => {
+    for (const worker of workers) worker.setBehaviour({ latencyMs: 50 });
+    const replica = replicas.at(-1)!;
+    await hook.down();
+    const tasks = Array.from({ length: 5 }, () => task({ deliveryMethod: 'async', numberResults: 2, webhookURL: hook.url }));
+    expect((await post(replica.pool, tasks)).status).toBe(200);
+    const mine = () => hook.received.filter((delivery) => tasks.some((sent) => delivery.deliveryId.startsWith(sent.taskUUID)));
+    // Every result's first attempts fail while it is down (each is recorded on its task).
+    await until(async () => {
+      const response = await replica.pool.request({ path: `/v1/tasks/${tasks[0]!.taskUUID}/webhooks`, method: 'GET', headers: { authorization: `Bearer ${KEY}` } });
+      const attempts = ((await response.body.json()) as { data: { delivered: boolean }[] }).data;
+      return attempts.filter((attempt) => !attempt.delivered).length >= 2;
+    }, 10_000);
+    await hook.up();
+    await until(() => new Set(mine().map((delivery) => delivery.deliveryId)).size === 10, 20_000);
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(mine()).toHaveLength(10);
+    expect(mine().every((delivery) => delivery.verified)).toBe(true);
+    // Those that failed while it was down (the first task's, awaited above) arrived on a later attempt.
+    expect(mine().filter((delivery) => delivery.deliveryId.startsWith(tasks[0]!.taskUUID)).every((delivery) => delivery.attempt > 1)).toBe(true);
+
+    const refused = await post(replica.pool, [task({ deliveryMethod: 'async', webhookURL: 'http://10.0.0.1/hook' }), task({ deliveryMethod: 'async', webhookURL: 'http://169.254.169.254/latest' })]);
+    expect(refused.body.errors.map((error) => error.code)).toEqual(['webhookTargetRefused', 'webhookTargetRefused']);
+  }, 60_000);
 });

@@ -2,8 +2,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { stringify } from 'lossless-json';
 import { z } from 'zod';
 import { isFinal, LedgerUnavailableError, type LedgerEntry, type TaskLedger } from '../../contracts/task-ledger.js';
-import { createError } from '../../errors.js';
 import type { ApiKeys } from '../../tasks/api-keys.js';
+import { ledgerUnavailable, taskNotFound } from '../../tasks/task-record-errors.js';
 import type { TaskService } from '../../tasks/task-service.js';
 import { installBearerAuth } from '../auth.js';
 import { ClientRequestError } from '../client-request-error.js';
@@ -65,9 +65,7 @@ export async function taskEventRoutes(app: FastifyInstance, options: TaskEventRo
       const principal = principalFor(request, options.service);
       const entry = await readEntry(options.ledger, principal.id, taskUUID);
       if (!entry) {
-        throw new ClientRequestError(
-          createError('taskNotFound', `No task ${taskUUID} of this API key is known here: it was never sent with this key, or its record is older than ${options.ledger.ttlSeconds} s (TASK_LEDGER_TTL_SECONDS).`, { parameter: 'taskUUID' }),
-        );
+        throw new ClientRequestError(taskNotFound(taskUUID, options.ledger.ttlSeconds));
       }
       reply.hijack();
       const raw = reply.raw;
@@ -152,6 +150,6 @@ async function readEntry(ledger: TaskLedger, principal: string, taskUUID: string
     return await ledger.get(principal, taskUUID);
   } catch (error) {
     if (!(error instanceof LedgerUnavailableError)) throw error;
-    throw new ClientRequestError(createError('taskLedgerUnavailable', 'The task ledger cannot be read right now (its store is not answering); ask again in a moment.', { retryAfter: 1 }));
+    throw new ClientRequestError(ledgerUnavailable());
   }
 }

@@ -1,8 +1,8 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import { LedgerUnavailableError, type TaskLedger } from '../../contracts/task-ledger.js';
-import { createError } from '../../errors.js';
 import type { ApiKeys } from '../../tasks/api-keys.js';
+import { ledgerUnavailable, taskNotFound } from '../../tasks/task-record-errors.js';
 import type { TaskService } from '../../tasks/task-service.js';
 import { installBearerAuth } from '../auth.js';
 import { ClientRequestError } from '../client-request-error.js';
@@ -39,12 +39,12 @@ export async function taskWebhookRoutes(app: FastifyInstance, options: { readonl
       const principal = principalFor(request, options.service);
       try {
         if (!(await options.ledger.get(principal.id, taskUUID))) {
-          throw new ClientRequestError(createError('taskNotFound', `No task ${taskUUID} of this API key is known here: it was never sent with this key, or its record has expired.`, { parameter: 'taskUUID' }));
+          throw new ClientRequestError(taskNotFound(taskUUID, options.ledger.ttlSeconds));
         }
         return reply.send({ data: await options.ledger.webhookAttempts(principal.id, taskUUID) });
       } catch (error) {
         if (!(error instanceof LedgerUnavailableError)) throw error;
-        throw new ClientRequestError(createError('taskLedgerUnavailable', 'The task ledger cannot be read right now (its store is not answering); ask again in a moment.', { retryAfter: 1 }));
+        throw new ClientRequestError(ledgerUnavailable());
       }
     },
   );

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { LedgerUnavailableError, type LedgerEntry, type TaskLedger } from '../../contracts/task-ledger.js';
-import { createError } from '../../errors.js';
+import { ledgerUnavailable, taskNotFound } from '../task-record-errors.js';
 import { issuesToErrors } from '../structural-errors.js';
 import type { TaskType } from '../task-type.js';
 
@@ -33,18 +33,12 @@ export function createGetResponseTaskType(ledger: TaskLedger): TaskType {
               entry = context.principal && (await ledger.get(context.principal.id, parsed.data.taskUUID));
             } catch (error) {
               if (!(error instanceof LedgerUnavailableError)) throw error;
-              sink.errors(task.index, [createError('taskLedgerUnavailable', 'The task ledger cannot be read right now (its store is not answering); ask again in a moment.', { ...task.details, retryAfter: 1 })]);
+              sink.errors(task.index, [ledgerUnavailable(task.details)]);
               sink.end(task.index);
               return;
             }
             if (!entry) {
-              sink.errors(task.index, [
-                createError(
-                  'taskNotFound',
-                  `No task ${parsed.data.taskUUID} of this API key is known here: it was never sent with this key, or its record is older than ${ledger.ttlSeconds} s (TASK_LEDGER_TTL_SECONDS).`,
-                  { ...task.details, parameter: 'taskUUID' },
-                ),
-              ]);
+              sink.errors(task.index, [taskNotFound(parsed.data.taskUUID, ledger.ttlSeconds, task.details)]);
             } else if (entry.state === 'processing') {
               sink.result(task.index, { taskType: 'imageInference', taskUUID: entry.taskUUID, status: 'processing' });
             } else {
