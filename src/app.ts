@@ -112,7 +112,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
   await app.register(imageRoutes, { store: dependencies.imageStore });
 
   const keys = createApiKeys(config.apiKeys);
-  const delivery = dependencies.delivery ?? createAsyncDelivery({ config, dispatcher: dependencies.dispatcher, logger: app.log });
+  const delivery = dependencies.delivery ?? (await createAsyncDelivery({ config, dispatcher: dependencies.dispatcher, logger: app.log }));
   if (!dependencies.delivery) app.addHook('onClose', () => delivery.close());
   const service = createTaskService(
     createTaskTypes({

@@ -43,7 +43,7 @@ export async function createGateway(
     ...hubTiming(config),
     logger,
   });
-  const delivery = createAsyncDelivery({
+  const delivery = await createAsyncDelivery({
     config,
     dispatcher: dispatch.dispatcher,
     logger,

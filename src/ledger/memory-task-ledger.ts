@@ -21,7 +21,17 @@ export function createMemoryTaskLedger(options: { ttlSeconds: number; maxBytes?:
       const key = keyOf(principal, request.taskUUID);
       const existing = entries.peek(key);
       if (existing && existing.state !== 'error') return { kind: 'taken', entry: existing };
-      entries.set(key, { ...request, state: 'processing', results: [], errors: [], updatedAt: clock() });
+      // Built field by field: a spread makes an object V8 handles several times slower, on every task's path.
+      entries.set(key, {
+        taskUUID: request.taskUUID,
+        taskType: request.taskType,
+        state: 'processing',
+        results: [],
+        errors: [],
+        updatedAt: clock(),
+        fingerprint: request.fingerprint,
+        deliveryMethod: request.deliveryMethod,
+      });
       // A task that failed starts its events over.
       if (existing) eventLogs.delete(key);
       return CLAIMED;
@@ -30,7 +40,17 @@ export function createMemoryTaskLedger(options: { ttlSeconds: number; maxBytes?:
       const key = keyOf(principal, entry.taskUUID);
       const existing = entries.peek(key);
       if (existing && existing.state !== 'processing') return existing;
-      const written = { ...entry, updatedAt: clock() };
+      const written: LedgerEntry = {
+        taskUUID: entry.taskUUID,
+        taskType: entry.taskType,
+        state: entry.state,
+        results: entry.results,
+        errors: entry.errors,
+        updatedAt: clock(),
+        fingerprint: entry.fingerprint,
+        deliveryMethod: entry.deliveryMethod,
+        inlineKept: entry.inlineKept,
+      };
       entries.set(key, written);
       return written;
     },

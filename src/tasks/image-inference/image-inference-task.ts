@@ -227,7 +227,7 @@ export function finalEntry(task: ImageInferenceTask, outcome: DispatchOutcome, f
     state: failed ? 'error' : 'success',
     results: failed ? [] : keepInline ? outcome.images : outcome.images.map(withoutInlineData),
     errors: failed ? [outcome.error] : [],
-    ...(fingerprint !== '' && { fingerprint }),
+    fingerprint: fingerprint === '' ? undefined : fingerprint,
     deliveryMethod: task.deliveryMethod,
     inlineKept: keepInline,
   };
