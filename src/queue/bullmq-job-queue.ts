@@ -27,10 +27,16 @@ interface StoredJob {
  * their result once (the ledger's final write is conditional).
  */
 export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue<T> {
-  const connection = () => new Redis(options.redisUrl, { maxRetriesPerRequest: null, connectionName: `clipgate-${options.name}` });
-  const producerConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, connectionName: `clipgate-${options.name}-producer` });
-  // A fresh Redis answers the first add before the connection is ready: wait for it instead of failing.
+  const connection = () => {
+    const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null, connectionName: `clipgate-${options.name}` });
+    // An outage is logged once by the gateway's own Redis connection; this one just reconnects.
+    redis.on('error', () => undefined);
+    return redis;
+  };
+  // BullMQ's own start-up commands need the offline queue; a Redis that is down fails an add by ADD_TIMEOUT_MS instead.
+  const producerConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000, connectionName: `clipgate-${options.name}-producer` });
   producerConnection.on('error', () => undefined);
+  // (The same for the producer: an outage shows as a failed add, answered taskQueueUnavailable.)
   const queue = new Queue<StoredJob>(options.name, { connection: producerConnection, prefix: options.prefix });
   queue.on('error', (error) => options.logger.warn({ err: error, queue: options.name }, 'job queue error'));
   const worker = new Worker<StoredJob>(
@@ -63,8 +69,7 @@ export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue
 
   return {
     async add(data, jobId) {
-      if (producerConnection.status !== 'ready') await waitUntilReady(producerConnection);
-      await queue.add(
+      const adding = queue.add(
         'job',
         { payload: options.encode(data) },
         {
@@ -76,26 +81,25 @@ export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue
           removeOnFail: { age: 24 * 3600 },
         },
       );
-      return { waiting: await queue.getWaitingCount() };
+      await withinTime(adding, ADD_TIMEOUT_MS, 'the job queue (Redis) did not take the job in time');
+      return { waiting: await withinTime(queue.getWaitingCount(), ADD_TIMEOUT_MS, 'the job queue (Redis) did not answer in time') };
     },
     async close() {
-      await worker.close();
-      await queue.close();
+      // A queue whose Redis never came up rejects its close too; shutting down goes on regardless.
+      const quietly = (closing: Promise<void>) => closing.catch((error: unknown) => options.logger.warn({ err: error, queue: options.name }, 'job queue did not close cleanly'));
+      await quietly(worker.close());
+      await quietly(queue.close());
       producerConnection.disconnect();
     },
   };
 }
 
-function waitUntilReady(redis: Redis): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      redis.off('ready', ready);
-      reject(new Error('Redis is not reachable for the job queue'));
-    }, 2000);
-    const ready = () => {
-      clearTimeout(timer);
-      resolve();
-    };
-    redis.once('ready', ready);
-  });
+const ADD_TIMEOUT_MS = 3000;
+
+function withinTime<T>(work: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_resolve, reject) => (timer = setTimeout(() => reject(new Error(message)), ms)));
+  // A late rejection of the work itself must not go unhandled.
+  work.catch(() => undefined);
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }

@@ -1,4 +1,4 @@
-import { createCancellation } from '../../contracts/cancellation.js';
+import { createCancellation, type Cancellation } from '../../contracts/cancellation.js';
 import type { Dispatcher, DispatchOutcome } from '../../contracts/dispatcher.js';
 import type { ImageInferenceTask } from '../../contracts/image-inference-task.js';
 import type { JobQueue } from '../../contracts/job-queue.js';
@@ -94,7 +94,7 @@ interface TaskRun {
   readonly fingerprint: string;
 }
 
-async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: TaskCancellation, sink: TaskSink): Promise<void> {
+async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: Cancellation, sink: TaskSink): Promise<void> {
   const { task, index } = run.validated;
   const fail = (error: ApiError) => {
     sink.errors(index, [error]);
@@ -107,7 +107,8 @@ async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, c
     if (refusal) return fail(refusal);
   }
   const async = task.deliveryMethod === 'async';
-  if (async && !dependencies.asyncTasks) {
+  const queue = dependencies.asyncTasks;
+  if (async && !queue) {
     return fail(createError('unsupportedFeature', 'This gateway runs no job queue, so it takes no deliveryMethod "async" tasks; send "sync".', { ...run.details, parameter: 'deliveryMethod', allowed: ['sync'] }));
   }
   let claim: LedgerClaim | undefined;
@@ -126,31 +127,32 @@ async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, c
     if (entry.fingerprint !== undefined && entry.fingerprint !== run.fingerprint) {
       return fail(createError('taskUUIDConflict', `Task ${task.taskUUID} was sent before with this key with another body; a taskUUID names one task for ${dependencies.ledger.ttlSeconds} s (TASK_LEDGER_TTL_SECONDS). Send this task with a new taskUUID.`, { ...run.details, parameter: 'taskUUID' }));
     }
-    if (async) return acknowledge(task, index, sink);
+    // A resend of an async task still processing is queued again (the job id makes that a no-op when its job
+    // exists): had its replica died between the claim and the add, the task would otherwise never run.
+    if (queue && async) return entry.state === 'processing' ? enqueue(run, queue, dependencies, sink, false) : acknowledge(task, index, sink);
     return answerFromLedger(entry, run, dependencies, cancellation, sink);
   }
-  if (async) return enqueue(run, dependencies, sink);
+  if (queue && async) return enqueue(run, queue, dependencies, sink, true);
   return runNow(run, dependencies, cancellation, sink, claim !== undefined);
 }
-
-type TaskCancellation = Parameters<Dispatcher['dispatch']>[1]['cancellation'];
 
 function acknowledge(task: ImageInferenceTask, index: number, sink: TaskSink): void {
   sink.result(index, { taskType: 'imageInference', taskUUID: task.taskUUID });
   sink.end(index);
 }
 
-async function enqueue(run: TaskRun, dependencies: ImageInferenceDependencies, sink: TaskSink): Promise<void> {
+/** `claimed`: this request made the record, and releases it if the queue refuses (a resend leaves it to its first job). */
+async function enqueue(run: TaskRun, queue: JobQueue<QueuedTask>, dependencies: ImageInferenceDependencies, sink: TaskSink, claimed: boolean): Promise<void> {
   const { task, index } = run.validated;
   try {
     // Within a key the taskUUID names the job: an add that repeats one (a recovered replica) adds nothing.
-    const { waiting } = await dependencies.asyncTasks!.add({ principal: run.principal, validated: run.validated, details: run.details }, jobIdOf(run.principal, task.taskUUID));
+    const { waiting } = await queue.add({ principal: run.principal, validated: run.validated, details: run.details }, jobIdOf(run.principal, task.taskUUID));
     dependencies.ledger.addEvent(run.principal, task.taskUUID, { type: 'queued', position: waiting });
   } catch (error) {
     dependencies.logger?.warn({ err: error, taskUUID: task.taskUUID }, 'async task could not be queued');
     const refusal = createError('taskQueueUnavailable', 'The job queue is not answering, so this async task was not accepted; send it again in a moment.', { ...run.details, retryAfter: 1 });
     // Its claim is released as an error record, so the same taskUUID may be sent again.
-    await recordQuietly(dependencies.ledger.finished(run.principal, { taskUUID: task.taskUUID, taskType: 'imageInference', state: 'error', results: [], errors: [refusal], fingerprint: run.fingerprint, deliveryMethod: 'async' }));
+    if (claimed) await recordQuietly(dependencies.ledger.finished(run.principal, { taskUUID: task.taskUUID, taskType: 'imageInference', state: 'error', results: [], errors: [refusal], fingerprint: run.fingerprint, deliveryMethod: 'async' }));
     sink.errors(index, [refusal]);
     sink.end(index);
     return;
@@ -159,12 +161,12 @@ async function enqueue(run: TaskRun, dependencies: ImageInferenceDependencies, s
 }
 
 /** A sync task: dispatched now, answered in its request — or, past SYNC_WAIT_LIMIT_SECONDS, left to finish on its own. */
-async function runNow(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: TaskCancellation, sink: TaskSink, claimed: boolean): Promise<void> {
+async function runNow(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: Cancellation, sink: TaskSink, claimed: boolean): Promise<void> {
   const { task, index } = run.validated;
   const { ledger } = dependencies;
   const limitMs = dependencies.syncWaitLimitMs;
   // The client's leaving cancels the job only while the client waits for it: past the limit the job is detached.
-  let jobCancellation: TaskCancellation = cancellation;
+  let jobCancellation: Cancellation = cancellation;
   let detach: (() => void) | undefined;
   if (limitMs !== undefined) {
     const own = createCancellation();
@@ -191,7 +193,7 @@ async function runNow(run: TaskRun, dependencies: ImageInferenceDependencies, ca
 }
 
 /** A sync task sent again: its record's answer, after waiting for it to finish if it still runs. */
-async function answerFromLedger(entry: LedgerEntry, run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: TaskCancellation, sink: TaskSink): Promise<void> {
+async function answerFromLedger(entry: LedgerEntry, run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: Cancellation, sink: TaskSink): Promise<void> {
   const { task, index } = run.validated;
   let final: LedgerEntry | 'gone' | 'waiting' = entry;
   const limitMs = dependencies.syncWaitLimitMs ?? 24 * 3600 * 1000;

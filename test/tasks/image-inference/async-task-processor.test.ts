@@ -1,6 +1,9 @@
 import { describe, expect, it, onTestFinished } from 'vitest';
+import { createHash } from 'node:crypto';
+import { createAsyncDelivery } from '../../../src/async-delivery.js';
 import type { Dispatcher } from '../../../src/contracts/dispatcher.js';
-import { authorized, buildTestApp, createEchoDispatcher, imageTask, readTaskResponse } from '../../helper.js';
+import { taskFingerprint } from '../../../src/tasks/image-inference/task-fingerprint.js';
+import { authorized, buildTestApp, createEchoDispatcher, imageTask, readTaskResponse, TEST_API_KEY, testConfig } from '../../helper.js';
 
 async function post(app: Awaited<ReturnType<typeof buildTestApp>>, tasks: unknown[]) {
   const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: authorized, payload: JSON.stringify(tasks) });
@@ -68,5 +71,20 @@ describe('deliveryMethod "async" (in process)', () => {
     const refused = await post(app, [imageTask({ deliveryMethod: 'async', webhookURL: 'https://hooks.example.com/clipgate' })]);
     expect(refused.status).toBe(400);
     expect(refused.body.errors).toEqual([expect.objectContaining({ code: 'webhooksNotConfigured', parameter: 'webhookURL' })]);
+  });
+
+  it('queues a resent async task again when its record says processing but its job was lost (a replica died between the two)', async () => {
+    const { dispatcher, jobs, release } = heldDispatcher();
+    release();
+    const delivery = await createAsyncDelivery({ config: testConfig(), dispatcher, logger: { warn: () => undefined } });
+    onTestFinished(() => delivery.close());
+    const app = await buildTestApp({ dispatcher, delivery });
+    const task = imageTask({ deliveryMethod: 'async' });
+    // The claim of a replica that died before it queued the job.
+    const principal = createHash('sha256').update(TEST_API_KEY).digest('hex');
+    await delivery.ledger.claim(principal, { taskUUID: String(task['taskUUID']), taskType: 'imageInference', fingerprint: taskFingerprint(task), deliveryMethod: 'async' });
+    expect((await post(app, [task])).body.data).toEqual([{ taskType: 'imageInference', taskUUID: task['taskUUID'] }]);
+    await expect.poll(async () => (await post(app, [{ taskType: 'getResponse', taskUUID: task['taskUUID'] }])).body.data?.[0]?.status).toBe('success');
+    expect(jobs).toEqual([task['taskUUID']]);
   });
 });
