@@ -3,7 +3,7 @@ import { authorized, buildTestApp, imageTask, postTasks, TEST_API_KEY, testConfi
 
 async function logLines(level: 'info' | 'debug', send: (app: Awaited<ReturnType<typeof buildTestApp>>) => Promise<unknown>) {
   const lines: string[] = [];
-  const app = await buildTestApp({ config: testConfig({ logLevel: level }), logStream: { write: (line: string) => void lines.push(line) } });
+  const app = await buildTestApp({ config: testConfig({ logLevel: level }), logStream: { write: (line: string) => { lines.push(line); } } });
   await send(app);
   return { text: lines.join(''), entries: lines.map((line) => JSON.parse(line) as Record<string, unknown>) };
 }

@@ -211,7 +211,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     queue.pump();
   }
 
-  const poller = setInterval(() => void refreshHealth(), options.healthIntervalMs);
+  const poller = setInterval(() => {
+    void refreshHealth();
+  }, options.healthIntervalMs);
   poller.unref();
   void refreshHealth();
 

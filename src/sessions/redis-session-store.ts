@@ -165,7 +165,9 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
       await local.detach(sessionId, principal);
       if (token === undefined) return;
       await shared(
-        async () => void (await client.sessionRenew(sessionKey(principal, sessionId), token, sessionTtlMs, '1')),
+        async () => {
+          await client.sessionRenew(sessionKey(principal, sessionId), token, sessionTtlMs, '1');
+        },
         async () => undefined,
       );
     },
@@ -197,13 +199,14 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
     async finishTask(principal, taskUUID) {
       await local.finishTask(principal, taskUUID);
       await shared(
-        async () =>
-          void (await client
+        async () => {
+          await client
             .multi()
             .hset(taskKey(principal, taskUUID), 'running', '0')
             .pexpire(taskKey(principal, taskUUID), timing.windowMs)
             .pexpire(heldKey(principal, taskUUID), timing.windowMs)
-            .exec()),
+            .exec();
+        },
         async () => undefined,
       );
     },

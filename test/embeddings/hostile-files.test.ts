@@ -53,7 +53,8 @@ describe('hostile pickles', () => {
   it('quotes a hostile global name instead of echoing it raw', async () => {
     const error = await refusal(torchFileWithPickle(rawBytes(0x80, 2, `c${'a'.repeat(100)}\u202e\x1b[31m\nx\n.`)));
     expect(error.problem).toBe('unsafe');
-    expect(error.message).not.toMatch(/[\u202e\x1b]/);
+    expect(error.message).not.toContain('\u202e');
+    expect(error.message).not.toContain('\x1b');
     expect(error.message).toMatch(/"a{80}"…/);
   });
 

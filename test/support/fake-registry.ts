@@ -151,7 +151,10 @@ function streamHuge(response: ServerResponse): void {
   const write = (): void => {
     while (left > 0 && !response.destroyed) {
       left -= 1;
-      if (!response.write(chunk)) return void response.once('drain', write);
+      if (!response.write(chunk)) {
+        response.once('drain', write);
+        return;
+      }
     }
     if (!response.destroyed) response.end();
   };

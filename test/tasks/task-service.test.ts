@@ -51,7 +51,9 @@ describe('the task service', () => {
   it('names the task types it runs when one is unknown', async () => {
     const sink = new RecordingSink();
     const errors: ApiError[] = [];
-    sink.errors = (_index, found) => void errors.push(...found);
+    sink.errors = (_index, found) => {
+      errors.push(...found);
+    };
     await service.run([{ taskType: 'videoInference', taskUUID: 'x' }], { principal, cancellation: neverCancelled }, sink);
     expect(errors[0]).toMatchObject({ taskUUID: 'x', taskType: 'videoInference', taskIndex: 0, allowed: ['imageInference', 'authentication', 'ping', 'getResponse'] });
     expect(service.taskTypes).toEqual(['imageInference', 'authentication', 'ping', 'getResponse']);

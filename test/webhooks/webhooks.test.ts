@@ -82,7 +82,7 @@ describe('webhooks', () => {
   ])('refuse %s when the task is sent: webhookTargetRefused, 400, and nothing runs', async (_, url, allowedHosts, reason) => {
     const jobs: string[] = [];
     const echo = createEchoDispatcher();
-    const { post } = await appWith(webhookConfig({ allowedHosts }), { dispatch: async (task, context) => (jobs.push(task.task.taskUUID), echo.dispatch(task, context)) });
+    const { post } = await appWith(webhookConfig({ allowedHosts }), { dispatch: async (task, context) => { jobs.push(task.task.taskUUID); return echo.dispatch(task, context); } });
     const refused = await post([imageTask({ deliveryMethod: 'async', webhookURL: url }), imageTask()]);
     expect(refused.status).toBe(200);
     expect(refused.body.errors).toHaveLength(1);

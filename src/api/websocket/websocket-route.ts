@@ -36,6 +36,8 @@ export async function webSocketRoutes(app: FastifyInstance, options: WebSocketRo
     handler: (_request, reply) =>
       sendError(reply, createError('routeNotFound', 'GET /v1 is the WebSocket endpoint: connect with an upgrade, or POST task arrays to /v1/tasks.')),
     wsHandler: (socket) => {
+      // The TaskSocket lives as long as its socket: the socket's listeners hold it, nothing else needs to.
+      // eslint-disable-next-line no-new
       new TaskSocket(socket, { service: options.service, hub: options.hub, drain: options.drain, limits: options.limits, socketsPerPrincipal, logger: app.log });
     },
   });

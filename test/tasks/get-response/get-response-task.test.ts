@@ -42,7 +42,7 @@ describe('getResponse', () => {
     let release: () => void = () => undefined;
     const gate = new Promise<void>((resolve) => (release = resolve));
     const echo = createEchoDispatcher();
-    const app = await appWith({ dispatch: async (task, context) => (await gate, echo.dispatch(task, context)) });
+    const app = await appWith({ dispatch: async (task, context) => { await gate; return echo.dispatch(task, context); } });
     const task = imageTask();
     const running = post(app, [task]);
     await new Promise((resolve) => setTimeout(resolve, 50));
