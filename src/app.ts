@@ -9,6 +9,8 @@ import { installErrorHandling } from './api/error-handler.js';
 import { sendError } from './api/send-error.js';
 import { parseJsonBody, refuseForeignCharset } from './api/json-body.js';
 import { registerOpenApi } from './api/plugins/openapi.js';
+import { installRateLimits } from './api/rate-limits.js';
+import { installLoadShedding } from './api/load-shedding.js';
 import { requestIdOf } from './api/request-id.js';
 import { RequestLogController } from './api/request-logging.js';
 import { createDrain, type Drain } from './api/drain.js';
@@ -34,6 +36,7 @@ import type { ContentStore } from './embeddings/content-store.js';
 import { loggerOptions } from './logger.js';
 import type { ModelResolver } from './contracts/model-resolver.js';
 import type { DestinationStream } from 'pino';
+import type { Redis } from 'ioredis';
 
 export interface AppDependencies {
   readonly config: Config;
@@ -49,6 +52,8 @@ export interface AppDependencies {
   readonly logStream?: DestinationStream;
   /** WebSocket sessions; in this process alone when absent. */
   readonly sessions?: SessionHub;
+  /** Where rate limits are counted, for every replica; in this process when absent. */
+  readonly rateLimitRedis?: Redis;
   /** The task ledger, the async queue and webhooks; in this process alone when absent. */
   readonly delivery?: AsyncDelivery;
 }
@@ -105,7 +110,9 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
 
   const allowedMethods = collectAllowedMethods(app);
   installErrorHandling(app, config.limits, allowedMethods);
+  await installLoadShedding(app, { ...config.shedding, retryAfterSeconds: 1 });
   await registerOpenApi(app);
+  await installRateLimits(app, { max: config.rateLimitPerMinute, windowMs: 60_000, ...(dependencies.rateLimitRedis && { redis: dependencies.rateLimitRedis }) });
   await app.register(healthRoutes, { readiness });
   // Registered with or without their stores, so the document and the routes are the same in every gateway.
   await app.register(embeddingFileRoutes, { store: dependencies.contentStore });

@@ -80,6 +80,9 @@ const environmentSchema = z.object({
   WS_RESUME_WINDOW_SECONDS: positiveInt(120, 86_400),
   TASK_LEDGER_TTL_SECONDS: positiveInt(86_400, 30 * 86_400),
   SYNC_WAIT_LIMIT_SECONDS: positiveInt(300, 86_400),
+  RATE_LIMIT_PER_MINUTE: z.coerce.number().int().min(0).max(10_000_000).default(0),
+  SHED_EVENT_LOOP_DELAY_MS: z.coerce.number().int().min(0).max(600_000).default(0),
+  SHED_HEAP_USED_BYTES: z.coerce.number().int().min(0).default(0),
   ASYNC_CONCURRENCY: positiveInt(32, 10_000),
   ASYNC_LOCK_MS: positiveInt(30_000, 3_600_000),
   ASYNC_MAX_ATTEMPTS: positiveInt(3, 100),
@@ -166,6 +169,10 @@ export interface Config {
     /** How long a dropped session, its tasks and their undelivered answers are kept for a resume. */
     readonly resumeWindowMs: number;
   };
+  /** Requests per API key per minute; 0: no limit. */
+  readonly rateLimitPerMinute: number;
+  /** Load shedding: 0 turns each check off. */
+  readonly shedding: { readonly maxEventLoopDelayMs: number; readonly maxHeapUsedBytes: number };
   /** How long a sync request waits for its task before answering that it continues asynchronously. */
   readonly syncWaitLimitMs: number;
   readonly async: {
@@ -277,6 +284,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       slowReaderMs: values.WS_SLOW_READER_TIMEOUT_MS,
       resumeWindowMs: values.WS_RESUME_WINDOW_SECONDS * 1000,
     },
+    rateLimitPerMinute: values.RATE_LIMIT_PER_MINUTE,
+    shedding: { maxEventLoopDelayMs: values.SHED_EVENT_LOOP_DELAY_MS, maxHeapUsedBytes: values.SHED_HEAP_USED_BYTES },
     syncWaitLimitMs: values.SYNC_WAIT_LIMIT_SECONDS * 1000,
     async: { concurrency: values.ASYNC_CONCURRENCY, lockMs: values.ASYNC_LOCK_MS, maxAttempts: values.ASYNC_MAX_ATTEMPTS },
     webhooks: {

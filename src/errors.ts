@@ -344,6 +344,16 @@ export const errorCatalogue = {
     retryable: true,
     description: 'No healthy GPU worker serves the task\'s model; retry later.',
   },
+  overloaded: {
+    status: 503,
+    retryable: true,
+    description: "This replica's event loop lags past SHED_EVENT_LOOP_DELAY_MS or its heap is past SHED_HEAP_USED_BYTES: the request is refused at once, before any work; retry (another replica may take it).",
+  },
+  rateLimitExceeded: {
+    status: 429,
+    retryable: true,
+    description: 'This API key (or, without one, this address) made more requests than RATE_LIMIT_PER_MINUTE allows; retry after `retryAfter` seconds (also Retry-After; RateLimit-* headers say where it stands).',
+  },
   queueFull: {
     status: 429,
     retryable: true,

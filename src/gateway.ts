@@ -58,6 +58,7 @@ export async function createGateway(
     sessions,
     drain,
     delivery,
+    ...(resolution.redis && { rateLimitRedis: resolution.redis.client }),
     ...(logStream && { logStream }),
   });
   app.addHook('onClose', async () => {

@@ -93,6 +93,9 @@ describe('loadConfig', () => {
       WS_SLOW_READER_TIMEOUT_MS: '5000',
       WS_RESUME_WINDOW_SECONDS: '30',
       SYNC_WAIT_LIMIT_SECONDS: '90',
+      RATE_LIMIT_PER_MINUTE: '600',
+      SHED_EVENT_LOOP_DELAY_MS: '800',
+      SHED_HEAP_USED_BYTES: '1000000000',
       ASYNC_CONCURRENCY: '7',
       ASYNC_LOCK_MS: '4000',
       ASYNC_MAX_ATTEMPTS: '2',
@@ -140,6 +143,8 @@ describe('loadConfig', () => {
       http: { headersTimeoutMs: 20_000, requestTimeoutMs: 20_000, keepAliveTimeoutMs: 65_000, maxConnectionsPerIp: 50 },
       websocket: { maxTasksInFlight: 12, maxSocketsPerKey: 3, maxBufferedBytes: 1_000_000, idleMs: 45_000, slowReaderMs: 5000, resumeWindowMs: 30_000 },
       syncWaitLimitMs: 90_000,
+      rateLimitPerMinute: 600,
+      shedding: { maxEventLoopDelayMs: 800, maxHeapUsedBytes: 1_000_000_000 },
       async: { concurrency: 7, lockMs: 4000, maxAttempts: 2 },
       webhooks: {
         signingSecret: 'whsec-0123456789abcdef0123456789abcdef',

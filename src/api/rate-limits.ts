@@ -1,0 +1,60 @@
+import { createHash } from 'node:crypto';
+import rateLimit from '@fastify/rate-limit';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Redis } from 'ioredis';
+import { createError } from '../errors.js';
+import { ClientRequestError } from './client-request-error.js';
+
+export interface RateLimitOptions {
+  /** Requests one API key may make per window; 0 turns limiting off. */
+  readonly max: number;
+  readonly windowMs: number;
+  /** Shared by every replica when given, so the limit is the key's, not the key's per replica. */
+  readonly redis?: Redis;
+}
+
+/** Routes a limit does not apply to: probes, the API document, and the files workers fetch. */
+const UNLIMITED = /^\/(health|docs|v1\/embeddings)(\/|$)/;
+
+/**
+ * Requests per API key (@fastify/rate-limit), counted in Redis when it is configured: `RateLimit-Limit`,
+ * `RateLimit-Remaining` and `RateLimit-Reset` on every limited answer, `Retry-After` and `rateLimitExceeded`
+ * (429, in the documented shape) past the limit. Counted after the body is read, so a key sent Runware's
+ * way (an authentication task first in the array) is the key counted; a request without a key counts against
+ * its address. While Redis does not answer, requests are let through rather than refused.
+ */
+export async function installRateLimits(app: FastifyInstance, options: RateLimitOptions): Promise<void> {
+  if (options.max === 0) return;
+  await app.register(rateLimit, {
+    global: true,
+    max: options.max,
+    timeWindow: options.windowMs,
+    hook: 'preHandler',
+    enableDraftSpec: true,
+    skipOnError: true,
+    nameSpace: 'clipgate:v1:rate-limit:',
+    ...(options.redis && { redis: options.redis }),
+    allowList: (request) => UNLIMITED.test(request.url),
+    keyGenerator: keyOf,
+    errorResponseBuilder: (_request, context) =>
+      new ClientRequestError(
+        createError('rateLimitExceeded', `This API key made more than ${context.max} requests in ${Math.round(options.windowMs / 1000)} s (RATE_LIMIT_PER_MINUTE); retry in ${context.after}.`, {
+          retryAfter: Math.max(1, Math.ceil(context.ttl / 1000)),
+        }),
+      ),
+  });
+}
+
+function keyOf(request: FastifyRequest): string {
+  if (request.principal) return `key:${request.principal.id}`;
+  const body = request.body;
+  // Runware's payload auth: the same digest the key's principal has, so both ways count together.
+  if (Array.isArray(body)) {
+    const first: unknown = body[0];
+    if (typeof first === 'object' && first !== null && (first as { taskType?: unknown }).taskType === 'authentication') {
+      const apiKey = (first as { apiKey?: unknown }).apiKey;
+      if (typeof apiKey === 'string') return `key:${createHash('sha256').update(apiKey).digest('hex')}`;
+    }
+  }
+  return `ip:${request.ip}`;
+}
