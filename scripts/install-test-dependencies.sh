@@ -6,6 +6,7 @@
 #  - test/integration/clients/python/.venv-*: Runware's published Python clients, one environment each (both
 #    install a module named `runware`), for the tests that point them at clipgate.
 #  - test/reliability/.venv: schemathesis, which the reliability suite runs against the committed OpenAPI document.
+#  - test/docker/.venv: hadolint, which lints the Dockerfiles.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -40,3 +41,11 @@ if [ ! -x test/reliability/.venv/bin/python ]; then
 fi
 test/reliability/.venv/bin/python -m pip install -q --disable-pip-version-check -r test/reliability/schemathesis/requirements.txt
 test/reliability/.venv/bin/schemathesis --version
+
+# hadolint, for test/docker: there is no Docker engine to build the images, so the Dockerfiles are linted and
+# their runtime stage is assembled by hand.
+if [ ! -x test/docker/.venv/bin/python ]; then
+  python3 -m venv test/docker/.venv
+fi
+test/docker/.venv/bin/python -m pip install -q --disable-pip-version-check -r test/docker/requirements.txt
+test/docker/.venv/bin/hadolint --version
