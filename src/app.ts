@@ -134,6 +134,8 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       // The dispatcher ends every task within TASK_TIMEOUT_MS; a longer wait limit could never fire, and
       // its timer would only cost every task something.
       ...(config.syncWaitLimitMs < config.dispatch.taskTimeoutMs && { syncWaitLimitMs: config.syncWaitLimitMs }),
+      // Twice the longest a sync task may run, and a second: a record older than that lost its replica.
+      syncAbandonedAfterMs: 2 * config.dispatch.taskTimeoutMs + 1000,
       logger: app.log,
     }),
     keys,

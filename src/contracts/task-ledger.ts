@@ -30,7 +30,14 @@ export interface LedgerEntry {
   readonly inlineKept?: boolean;
 }
 
-export type LedgerClaimRequest = Pick<LedgerEntry, 'taskUUID' | 'taskType' | 'fingerprint' | 'deliveryMethod'>;
+export type LedgerClaimRequest = Pick<LedgerEntry, 'taskUUID' | 'taskType' | 'fingerprint' | 'deliveryMethod'> & {
+  /**
+   * Epoch ms: a sync task's `processing` record last written before this was abandoned (its replica died; a
+   * sync task ends within TASK_TIMEOUT_MS) and may be claimed again. Async records are never taken over:
+   * their jobs are recovered by the queue.
+   */
+  readonly abandonedBefore?: number;
+};
 
 /** `claimed`: this request runs the task. `taken`: the key sent this taskUUID before; there is its record. */
 export type LedgerClaim = { readonly kind: 'claimed' } | { readonly kind: 'taken'; readonly entry: LedgerEntry };
@@ -62,7 +69,8 @@ export interface WebhookAttemptRecord {
 export interface TaskLedger {
   /**
    * In one atomic step: records the task as `processing` — unless the key sent this taskUUID before and
-   * that task did not end in error, whose record comes back instead (a task that failed may be sent again).
+   * that task did not end in error, whose record comes back instead (a task that failed may be sent again, and
+   * so may a sync task whose record was abandoned: see `abandonedBefore`).
    * The in-process ledger answers without a promise: this is on every task's path.
    */
   claim(principal: string, request: LedgerClaimRequest): LedgerClaim | Promise<LedgerClaim>;
@@ -91,4 +99,10 @@ export class LedgerUnavailableError extends Error {
 
 export function isFinal(entry: LedgerEntry): boolean {
   return entry.state !== 'processing';
+}
+
+/** Whether a claim may take this record over: it failed, or it is a sync task's whose replica gave up on it. */
+export function isClaimable(entry: LedgerEntry, abandonedBefore: number | undefined): boolean {
+  if (entry.state === 'error') return true;
+  return entry.state === 'processing' && entry.deliveryMethod === 'sync' && abandonedBefore !== undefined && entry.updatedAt < abandonedBefore;
 }

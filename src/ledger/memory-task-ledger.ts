@@ -1,5 +1,5 @@
 import { LRUCache } from 'lru-cache';
-import type { LedgerEntry, StoredTaskEvent, TaskLedger, WebhookAttemptRecord } from '../contracts/task-ledger.js';
+import { isClaimable, type LedgerEntry, type StoredTaskEvent, type TaskLedger, type WebhookAttemptRecord } from '../contracts/task-ledger.js';
 
 /**
  * The ledger in this process, for a gateway without Redis: bounded by bytes (least recently written out —
@@ -20,7 +20,7 @@ export function createMemoryTaskLedger(options: { ttlSeconds: number; maxBytes?:
     claim(principal, request) {
       const key = keyOf(principal, request.taskUUID);
       const existing = entries.peek(key);
-      if (existing && existing.state !== 'error') return { kind: 'taken', entry: existing };
+      if (existing && !isClaimable(existing, request.abandonedBefore)) return { kind: 'taken', entry: existing };
       // Built field by field: a spread makes an object V8 handles several times slower, on every task's path.
       entries.set(key, {
         taskUUID: request.taskUUID,
@@ -32,7 +32,7 @@ export function createMemoryTaskLedger(options: { ttlSeconds: number; maxBytes?:
         fingerprint: request.fingerprint,
         deliveryMethod: request.deliveryMethod,
       });
-      // A task that failed starts its events over.
+      // A task claimed again starts its events over.
       if (existing) eventLogs.delete(key);
       return CLAIMED;
     },

@@ -32,8 +32,9 @@ export function createRedisTaskLedger(options: {
     ttlSeconds,
     async claim(principal, request) {
       const key = keyOf(principal, request.taskUUID);
-      const record = encodeEntry({ ...request, state: 'processing', results: [], errors: [], updatedAt: clock() });
-      const existing = await client.ledgerClaim(key, `${key}:events`, record, ttlSeconds).catch(unavailable);
+      const { abandonedBefore, ...claimed } = request;
+      const record = encodeEntry({ ...claimed, state: 'processing', results: [], errors: [], updatedAt: clock() });
+      const existing = await client.ledgerClaim(key, `${key}:events`, record, ttlSeconds, abandonedBefore ?? 0).catch(unavailable);
       const entry = decodeEntry(existing);
       return entry ? { kind: 'taken', entry } : { kind: 'claimed' };
     },
@@ -90,11 +91,17 @@ function parseEvent(text: string | undefined): TaskEvent | undefined {
   }
 }
 
-// KEYS[1] record, KEYS[2] its event stream; ARGV[1] the processing record, ARGV[2] TTL. A task that ended in
-// error may be claimed again (its events start over); any other record is returned as it is.
+// KEYS[1] record, KEYS[2] its event stream; ARGV[1] the processing record, ARGV[2] TTL, ARGV[3] epoch ms before
+// which a sync task's processing record was abandoned (0: none). A task that ended in error, or such an
+// abandoned one, may be claimed again (its events start over); any other record is returned as it is.
+// (Mirrors isClaimable in src/contracts/task-ledger.ts.)
 const CLAIM = `
 local current = redis.call('GET', KEYS[1])
-if current and cjson.decode(current).state ~= 'error' then return current end
+if current then
+  local entry = cjson.decode(current)
+  local abandoned = entry.state == 'processing' and entry.deliveryMethod == 'sync' and tonumber(ARGV[3]) > 0 and entry.updatedAt < tonumber(ARGV[3])
+  if entry.state ~= 'error' and not abandoned then return current end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 redis.call('DEL', KEYS[2])
 return false`;
@@ -107,6 +114,6 @@ redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false`;
 
 type ScriptedRedis = Redis & {
-  ledgerClaim(record: string, events: string, value: string, ttlSeconds: number): Promise<string | null>;
+  ledgerClaim(record: string, events: string, value: string, ttlSeconds: number, abandonedBefore: number): Promise<string | null>;
   ledgerFinish(record: string, value: string, ttlSeconds: number): Promise<string | null>;
 };

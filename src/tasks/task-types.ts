@@ -22,6 +22,7 @@ export interface TaskTypeDependencies {
   readonly asyncTasks?: JobQueue<QueuedTask>;
   readonly webhooks?: Webhooks;
   readonly syncWaitLimitMs?: number;
+  readonly syncAbandonedAfterMs?: number;
   readonly logger?: { warn(object: object, message: string): void };
 }
 

@@ -76,6 +76,17 @@ describe.each([
     expect(await ledger.claim('alice', claim)).toEqual({ kind: 'claimed' });
   });
 
+  it("lets a sync task's processing record be claimed again once it is abandoned, never an async one's", async () => {
+    const ledger = make();
+    await ledger.claim('alice', claim);
+    await ledger.claim('alice', { ...claim, taskUUID: 't2', deliveryMethod: 'async' });
+    // Not yet abandoned: taken.
+    expect(await ledger.claim('alice', { ...claim, abandonedBefore: Date.now() - 60_000 })).toMatchObject({ kind: 'taken' });
+    // Written before the cut-off: abandoned, claimed again.
+    expect(await ledger.claim('alice', { ...claim, abandonedBefore: Date.now() + 1000 })).toEqual({ kind: 'claimed' });
+    expect(await ledger.claim('alice', { ...claim, taskUUID: 't2', deliveryMethod: 'async', abandonedBefore: Date.now() + 1000 })).toMatchObject({ kind: 'taken' });
+  });
+
   it('writes the final record once: a second final write (a job run again) leaves the first', async () => {
     const ledger = make();
     await ledger.claim('alice', claim);

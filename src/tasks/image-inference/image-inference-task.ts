@@ -30,6 +30,11 @@ export interface ImageInferenceDependencies {
   readonly webhooks?: Webhooks;
   /** How long a sync request waits for its task (SYNC_WAIT_LIMIT_SECONDS); absent: as long as it takes. */
   readonly syncWaitLimitMs?: number;
+  /**
+   * How long after its last write a sync task's `processing` record counts as abandoned (its replica died:
+   * the dispatcher ends every sync task well within this), so that a resend runs it instead of waiting forever.
+   */
+  readonly syncAbandonedAfterMs?: number;
   readonly logger?: { warn(object: object, message: string): void };
 }
 
@@ -94,7 +99,7 @@ interface TaskRun {
   readonly fingerprint: string;
 }
 
-async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: Cancellation, sink: TaskSink): Promise<void> {
+async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: Cancellation, sink: TaskSink, resumed = false): Promise<void> {
   const { task, index } = run.validated;
   const fail = (error: ApiError) => {
     sink.errors(index, [error]);
@@ -113,7 +118,14 @@ async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, c
   }
   let claim: LedgerClaim | undefined;
   try {
-    const claiming = dependencies.ledger.claim(run.principal, { taskUUID: task.taskUUID, taskType: 'imageInference', fingerprint: run.fingerprint, deliveryMethod: task.deliveryMethod });
+    const abandonedAfter = dependencies.syncAbandonedAfterMs;
+    const claiming = dependencies.ledger.claim(run.principal, {
+      taskUUID: task.taskUUID,
+      taskType: 'imageInference',
+      fingerprint: run.fingerprint,
+      deliveryMethod: task.deliveryMethod,
+      ...(abandonedAfter !== undefined && { abandonedBefore: Date.now() - abandonedAfter }),
+    });
     claim = claiming instanceof Promise ? await claiming : claiming;
   } catch (error) {
     if (!(error instanceof LedgerUnavailableError)) throw error;
@@ -130,7 +142,11 @@ async function runTask(run: TaskRun, dependencies: ImageInferenceDependencies, c
     // A resend of an async task still processing is queued again (the job id makes that a no-op when its job
     // exists): had its replica died between the claim and the add, the task would otherwise never run.
     if (queue && async) return entry.state === 'processing' ? enqueue(run, queue, dependencies, sink, false) : acknowledge(task, index, sink);
-    return answerFromLedger(entry, run, dependencies, cancellation, sink);
+    const answered = await answerFromLedger(entry, run, dependencies, cancellation, sink);
+    // The record it waited on was abandoned meanwhile: claimed again (once), the task runs here.
+    if (answered === 'abandoned' && !resumed) return runTask(run, dependencies, cancellation, sink, true);
+    if (answered === 'abandoned') return fail(stillProcessing(task.taskUUID, dependencies.syncAbandonedAfterMs ?? 0, run.details));
+    return;
   }
   if (queue && async) return enqueue(run, queue, dependencies, sink, true);
   return runNow(run, dependencies, cancellation, sink, claim !== undefined);
@@ -192,23 +208,28 @@ async function runNow(run: TaskRun, dependencies: ImageInferenceDependencies, ca
   sink.end(index);
 }
 
-/** A sync task sent again: its record's answer, after waiting for it to finish if it still runs. */
-async function answerFromLedger(entry: LedgerEntry, run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: Cancellation, sink: TaskSink): Promise<void> {
+/**
+ * A sync task sent again: its record's answer, after waiting for it to finish if it still runs — or
+ * `abandoned` (nothing answered yet) when a sync record stopped changing for longer than any sync task runs.
+ */
+async function answerFromLedger(entry: LedgerEntry, run: TaskRun, dependencies: ImageInferenceDependencies, cancellation: Cancellation, sink: TaskSink): Promise<'answered' | 'abandoned'> {
   const { task, index } = run.validated;
   let final: LedgerEntry | 'gone' | 'waiting' = entry;
   const limitMs = dependencies.syncWaitLimitMs ?? 24 * 3600 * 1000;
+  const abandonedAt = entry.deliveryMethod === 'sync' && dependencies.syncAbandonedAfterMs !== undefined ? entry.updatedAt + dependencies.syncAbandonedAfterMs : Infinity;
   if (entry.state === 'processing') {
     try {
-      final = await waitUntilFinal(dependencies.ledger, run.principal, task.taskUUID, Date.now() + limitMs, cancellation);
+      final = await waitUntilFinal(dependencies.ledger, run.principal, task.taskUUID, Math.min(Date.now() + limitMs, abandonedAt + 1), cancellation);
     } catch (error) {
       if (!(error instanceof LedgerUnavailableError)) throw error;
       final = 'waiting';
     }
+    if (final === 'waiting' && Date.now() > abandonedAt && !cancellation.cancelled) return 'abandoned';
   }
   if (final === 'waiting' || final === 'gone') {
     sink.errors(index, [final === 'waiting' ? stillProcessing(task.taskUUID, limitMs, run.details) : createError('asyncTaskFailed', `Task ${task.taskUUID} was running, and its record expired before it finished; send it again with a new taskUUID.`, run.details)]);
     sink.end(index);
-    return;
+    return 'answered';
   }
   const replay = replayOf(final, run.details);
   if (replay.kind === 'error') {
@@ -218,6 +239,7 @@ async function answerFromLedger(entry: LedgerEntry, run: TaskRun, dependencies: 
     if (replay.errors.length > 0) sink.errors(index, replay.errors);
   }
   sink.end(index);
+  return 'answered';
 }
 
 /** The final record of a dispatched task. Sync results are kept without inline bytes (their answer carried them). */

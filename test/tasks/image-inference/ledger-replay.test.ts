@@ -1,7 +1,9 @@
-import { randomUUID } from 'node:crypto';
-import { describe, expect, it } from 'vitest';
+import { createHash, randomUUID } from 'node:crypto';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { createAsyncDelivery } from '../../../src/async-delivery.js';
+import { taskFingerprint } from '../../../src/tasks/image-inference/task-fingerprint.js';
 import type { Dispatcher } from '../../../src/contracts/dispatcher.js';
-import { authorized, buildTestApp, createEchoDispatcher, imageTask, readTaskResponse, testConfig } from '../../helper.js';
+import { authorized, buildTestApp, createEchoDispatcher, imageTask, readTaskResponse, TEST_API_KEY, testConfig } from '../../helper.js';
 
 /** A dispatcher that counts its jobs and can hold them until released. */
 function countingDispatcher(options: { hold?: Promise<void>; inline?: boolean } = {}) {
@@ -113,5 +115,22 @@ describe('a taskUUID sent again (idempotency)', () => {
     const response = await app.inject({ method: 'POST', url: '/v1/tasks', headers: { ...authorized, authorization: `Bearer ${other}` }, payload: JSON.stringify([task]) });
     expect(response.statusCode).toBe(200);
     expect(jobs).toHaveLength(2);
+  });
+
+  it("runs a resent sync task whose first replica died: its record, abandoned after twice TASK_TIMEOUT_MS, is claimed again", async () => {
+    const { dispatcher, jobs } = countingDispatcher();
+    const config = { ...testConfig(), dispatch: { ...testConfig().dispatch, taskTimeoutMs: 300 } };
+    const delivery = await createAsyncDelivery({ config, dispatcher, logger: { warn: () => undefined } });
+    onTestFinished(() => delivery.close());
+    const app = await buildTestApp({ dispatcher, delivery, config });
+    const task = imageTask({ outputType: 'URL' });
+    // The claim of a replica that died while running it.
+    await delivery.ledger.claim(createHash('sha256').update(TEST_API_KEY).digest('hex'), { taskUUID: String(task['taskUUID']), taskType: 'imageInference', fingerprint: taskFingerprint(task), deliveryMethod: 'sync' });
+    const started = Date.now();
+    const answer = await post(app, [task]);
+    expect(answer.status).toBe(200);
+    expect(answer.body.data).toHaveLength(1);
+    expect(Date.now() - started).toBeGreaterThanOrEqual(1500);
+    expect(jobs).toEqual([task['taskUUID']]);
   });
 });
