@@ -14,11 +14,20 @@ as_root() {
   if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
 
-if ! command -v redis-server >/dev/null 2>&1; then
+# Debian's redis-server (every test that shares state), nginx (docker/nginx.conf, run in front of two
+# gateways) and docker-compose (`config` checks docker/compose.yaml; no Docker engine needed). RUNLEVEL=1: the
+# packages' services are not started; the tests start their own on free loopback ports.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
+command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 redis-server --version
+nginx -v
+docker-compose version --short
 
 python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the worker needs Python 3.11 or newer")'
 if [ ! -x worker/.venv/bin/python ]; then
