@@ -22,6 +22,7 @@ import { startRedisServer } from '../test/support/redis-server.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { benchTask } from './bench-tasks.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
+import { progressBar, writeLatencyChart } from './report.js';
 import { announceListening, closedLoop, exitWithParent, startHelperProcess, summarise, superviseChildren, type LoadRun } from './load.js';
 
 const { values: args } = parseArgs({
@@ -125,6 +126,7 @@ async function main(): Promise<void> {
     }
     await closedLoop(warmup, concurrency, () => send(pool, 'sync'));
     await asyncRound(warmup);
+    const progress = progressBar('async vs sync', rounds * 2);
     for (let round = 0; round < rounds; round++) {
       for (const delivery of round % 2 === 0 ? (['sync', 'async'] as const) : (['async', 'sync'] as const)) {
         const before = await commandCalls(admin);
@@ -137,8 +139,10 @@ async function main(): Promise<void> {
         // Webhook-free tasks: what is left on Redis after a round is done is the consumer's idle polling.
         addDelta(commands[delivery], before, await commandCalls(admin));
         counted[delivery] += perRound;
+        progress.advance(runs.sync.length + runs.async.length);
       }
     }
+    progress.finish();
   } finally {
     await pool.close();
     await queue.close();
@@ -169,6 +173,12 @@ async function main(): Promise<void> {
     `Redis per sync task: ${perTask('sync')}`,
     `Redis per async task: ${perTask('async')}`,
   ];
+  const chart = new URL('./results/async-vs-sync.svg', import.meta.url).pathname;
+  writeLatencyChart(chart, `sync answer vs async acknowledgement: ${concurrency} senders`, [
+    { label: 'sync (answer with the image)', latenciesMs: runs.sync.flatMap((run) => run.latenciesMs) },
+    { label: 'async acknowledgement', latenciesMs: ackRuns.flatMap((run) => run.latenciesMs) },
+  ]);
+  lines.push(`latency chart: ${chart}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 

@@ -25,6 +25,7 @@ import { freePort } from '../test/support/free-port.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
 import { benchJob, benchTask } from './bench-tasks.js';
+import { progressBar, writeLatencyChart } from './report.js';
 import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun, type LoadSummary } from './load.js';
 
 const { values: args } = parseArgs({
@@ -197,11 +198,14 @@ async function main(): Promise<void> {
       for (const variant of ['proxy', 'clipgate'] as const) await closedLoop(Math.min(warmupBatch, warmup - done), concurrency, () => send(pools[variant], variant));
     }
 
+    const progress = progressBar('dispatch overhead', rounds * 2);
     for (let round = 0; round < rounds; round++) {
       for (const variant of round % 2 === 0 ? (['proxy', 'clipgate'] as const) : (['clipgate', 'proxy'] as const)) {
         await measure(variant);
+        progress.advance(runs.proxy.length + runs.clipgate.length);
       }
     }
+    progress.finish();
   } finally {
     await Promise.all([pools.proxy.close(), pools.clipgate.close()]);
     await Promise.all([gateway.stop(), proxy.stop(), worker.stop()]);
@@ -240,6 +244,12 @@ async function main(): Promise<void> {
         : `gateway CPU profile: none written into ${profileDir}`,
     );
   }
+  const chart = new URL('./results/dispatch-overhead.svg', import.meta.url).pathname;
+  writeLatencyChart(chart, `dispatch overhead: ${concurrency} connections, ${perRound * rounds} requests each`, [
+    { label: labels.proxy, latenciesMs: runs.proxy.flatMap((run) => run.latenciesMs) },
+    { label: labels.clipgate, latenciesMs: runs.clipgate.flatMap((run) => run.latenciesMs) },
+  ]);
+  lines.push(`latency chart: ${chart}`);
   process.stdout.write(`${lines.join('\n')}\n`);
 }
 
