@@ -19,7 +19,7 @@ export async function imageRoutes(app: FastifyInstance, options: { store: ImageS
         tags: ['images'],
         summary: 'Download a generated image',
         params: z.object({ file: z.string().meta({ description: '`{imageUUID}.{png|jpg|webp}`' }) }),
-        response: { 200: fileBody(['image/png', 'image/jpeg', 'image/webp', 'application/octet-stream'], 'The image, in the format the task asked for.'), 404: errorBody },
+        response: { 200: fileBody(['image/png', 'image/jpeg', 'image/webp', 'application/octet-stream'], 'The image, in the format the task asked for.'), 404: errorBody, 429: errorBody, 503: errorBody },
       },
     },
     async (request, reply) => {

@@ -62,7 +62,7 @@ export async function modelRoutes(app: FastifyInstance, options: { resolver: Mod
         params: z.object({ air: z.string().meta({ description: 'AIR, e.g. civitai:7808@9208 (URL-encoded or not)', pattern: AIR_PATTERN, maxLength: AIR_MAX_LENGTH }) }),
         response: {
           200: modelRecordSchema,
-          ...Object.fromEntries([400, 401, 404, 422, 500, 502, 503].map((status) => [status, taskResponseSchema])),
+          ...Object.fromEntries([400, 401, 404, 422, 429, 500, 502, 503].map((status) => [status, taskResponseSchema])),
         },
       },
     },

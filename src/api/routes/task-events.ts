@@ -56,7 +56,7 @@ export async function taskEventRoutes(app: FastifyInstance, options: TaskEventRo
               },
             },
           },
-          ...Object.fromEntries([400, 401, 404, 503].map((status) => [status, taskResponseSchema])),
+          ...Object.fromEntries([400, 401, 404, 429, 503].map((status) => [status, taskResponseSchema])),
         },
       },
     },

@@ -31,7 +31,7 @@ export async function taskWebhookRoutes(app: FastifyInstance, options: { readonl
         summary: "The attempts to deliver a task's webhooks",
         security: [{ bearerAuth: [] }],
         params: z.object({ taskUUID: z.uuid() }),
-        response: { 200: z.object({ data: z.array(attemptSchema) }), ...Object.fromEntries([400, 401, 404, 503].map((status) => [status, taskResponseSchema])) },
+        response: { 200: z.object({ data: z.array(attemptSchema) }), ...Object.fromEntries([400, 401, 404, 429, 503].map((status) => [status, taskResponseSchema])) },
       },
     },
     async (request: FastifyRequest, reply: FastifyReply) => {

@@ -103,7 +103,7 @@ export async function taskRoutes(app: FastifyInstance, options: TaskRouteOptions
         description: 'The task of this API key with that taskUUID, from the task ledger: its results (each with `status: "success"`), `{status: "processing"}` while it runs, or its errors; `taskNotFound` when this key sent no such task or its record expired.',
         security: [{ bearerAuth: [] }],
         params: z.object({ taskUUID: z.string().meta({ description: 'The taskUUID the task was sent with.' }) }),
-        response: Object.fromEntries([200, 400, 401, 404, 500, 503].map((status) => [status, taskResponseSchema])),
+        response: Object.fromEntries([200, 400, 401, 404, 429, 500, 503].map((status) => [status, taskResponseSchema])),
       },
     },
     async (request: FastifyRequest, reply: FastifyReply): Promise<string> => {
