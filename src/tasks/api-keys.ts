@@ -4,7 +4,7 @@ import type { Principal } from '../contracts/principal.js';
 /**
  * The configured API keys, and who a presented key makes the caller. Keys are compared as SHA-256 digests
  * with timingSafeEqual, against every key without stopping early, so the time taken says nothing about how
- * much of a guess matched, nor about which key or how long. Without API_KEYS the gateway is open: any key
+ * much of a guess matched, nor about which key or how long. Without API_KEYS the gateway is open, and every key
  * (or none) is taken.
  */
 export interface ApiKeys {
