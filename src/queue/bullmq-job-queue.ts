@@ -87,6 +87,9 @@ export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue
     async close() {
       // A queue whose Redis never came up rejects its close too; shutting down goes on regardless.
       const quietly = (closing: Promise<void>) => closing.catch((error: unknown) => options.logger.warn({ err: error, queue: options.name }, 'job queue did not close cleanly'));
+      // Closed while BullMQ still starts up, its connections reject a promise nobody holds: let it finish first
+      // (bounded: a Redis that is down never lets it).
+      await Promise.all([worker.waitUntilReady(), queue.waitUntilReady()].map((ready) => withinTime(ready, ADD_TIMEOUT_MS, 'not ready').catch(() => undefined)));
       await quietly(worker.close());
       await quietly(queue.close());
       producerConnection.disconnect();
