@@ -35,7 +35,7 @@ async function main(): Promise<void> {
     {
       operatorModels: operatorRecords.length,
       registry: config.registry?.baseUrl ?? 'off',
-      sharedCache: config.redisUrl ? 'redis' : 'in-process only',
+      sharedCache: config.redis ? `redis (${config.redis.mode})` : 'in-process only',
       workers: config.dispatch.workerUrls.length,
     },
     'model resolution ready',

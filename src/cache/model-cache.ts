@@ -1,15 +1,18 @@
 import { LRUCache } from 'lru-cache';
 import { decodeEntry, encodeEntry, freshnessOf, type CacheEntry } from './cache-entry.js';
+import { getMany } from './redis-clients.js';
 import type { RedisConnection } from './redis-connection.js';
 import type { ResolutionMetrics } from './resolution-metrics.js';
 
 /**
  * The two cache tiers of resolved models: L1, an in-process LRU, and L2, Redis shared by every replica.
  * Reads of many keys cost one Redis round trip (MGET) for whatever L1 lacks; Redis failures are misses,
- * never errors, so an outage only makes the gateway slower.
+ * never errors, so an outage only makes the gateway slower. The keys carry no hash tag: on a Redis Cluster
+ * they spread over every master (one slot for all would put the whole cache, and every request's reads, on
+ * one node), and the MGET becomes one GET per key, sent together (getMany).
  */
 export interface ModelCache {
-  /** Unexpired entries for the keys that have one: L1 first, then one MGET for the rest. */
+  /** Unexpired entries for the keys that have one: L1 first, then one MGET (one GET each on a Cluster) for the rest. */
   getMany(keys: readonly string[]): Promise<Map<string, CacheEntry>>;
   /** L1 alone, synchronously: the unexpired entry of every key, or undefined as soon as one has none. Counts nothing. */
   peekLocal(keys: readonly string[]): CacheEntry[] | undefined;
@@ -52,7 +55,7 @@ export function createModelCache(options: ModelCacheOptions): ModelCache {
       }
       if (missing.length === 0 || !redis?.isUp()) return found;
       try {
-        const texts = await redis.client.mget(missing.map(redisKey));
+        const texts = await getMany(redis.client, missing.map(redisKey));
         missing.forEach((key, index) => {
           const entry = usable(decodeEntry(texts[index]));
           if (!entry) return;

@@ -1,5 +1,6 @@
-import { Redis } from 'ioredis';
 import type { FastifyBaseLogger } from 'fastify';
+import type { RedisTarget } from '../config.js';
+import { createRedisClient, isCluster, type RedisClient } from './redis-clients.js';
 
 /**
  * The shared Redis, treated as optional at every moment: commands fail fast instead of queueing while it
@@ -7,10 +8,14 @@ import type { FastifyBaseLogger } from 'fastify';
  * log says so once per change of state rather than once per failed command.
  */
 export interface RedisConnection {
-  /** Commands: GET/MGET/SET/PUBLISH/EVAL. */
-  readonly client: Redis;
-  /** A second connection in subscriber mode; Redis allows nothing else on it. */
-  readonly subscriber: Redis;
+  /** Commands: GET/MGET/SET/PUBLISH/EVAL. On a Cluster, multi-key commands stay in one slot (getMany in redis-clients.ts). */
+  readonly client: RedisClient;
+  /**
+   * A second connection in subscriber mode; Redis allows nothing else on it. On a Cluster this is the command
+   * client itself: ioredis keeps its subscriptions on a connection of their own to one node (moved to another,
+   * subscriptions and all, when that node goes), and a PUBLISH on any node reaches every node's subscribers.
+   */
+  readonly subscriber: RedisClient;
   isUp(): boolean;
   /**
    * Reports a failed command. A timeout means Redis is connected but not answering (overloaded, paused):
@@ -30,18 +35,17 @@ export interface RedisConnectionOptions {
 
 type Logger = Pick<FastifyBaseLogger, 'info' | 'warn'>;
 
-export function connectRedis(url: string, logger: Logger, options: RedisConnectionOptions = {}): RedisConnection {
+/** `target` is the configured Redis (any mode), or a REDIS_URL. */
+export function connectRedis(target: RedisTarget | string, logger: Logger, options: RedisConnectionOptions = {}): RedisConnection {
   const common = {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 2000,
-    commandTimeout: options.commandTimeoutMs ?? 1000,
     // Reconnect forever, backing off to one try every two seconds.
     retryStrategy: (attempt: number) => Math.min(100 * 2 ** attempt, 2000),
-    lazyConnect: false,
   };
-  const client = new Redis(url, { ...common, connectionName: 'clipgate' });
-  const subscriber = new Redis(url, { ...common, connectionName: 'clipgate-subscriber', commandTimeout: undefined });
+  const client = createRedisClient(target, { ...common, connectionName: 'clipgate', commandTimeout: options.commandTimeoutMs ?? 1000 });
+  const subscriber = isCluster(client) ? client : createRedisClient(target, { ...common, connectionName: 'clipgate-subscriber' });
 
   let up = false;
   let announcedDown = false;
@@ -74,7 +78,7 @@ export function connectRedis(url: string, logger: Logger, options: RedisConnecti
     },
     async close() {
       client.disconnect();
-      subscriber.disconnect();
+      if (subscriber !== client) subscriber.disconnect();
     },
   };
 }

@@ -1,5 +1,5 @@
 import { principalTag } from '../contracts/principal.js';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../cache/redis-clients.js';
 import type { RedisConnection } from '../cache/redis-connection.js';
 import { LedgerUnavailableError, type StoredTaskEvent, type TaskEvent, type TaskLedger, type WebhookAttemptRecord } from '../contracts/task-ledger.js';
 import { decodeEntry, encodeEntry } from './ledger-codec.js';
@@ -113,7 +113,7 @@ if current and cjson.decode(current).state ~= 'processing' then return current e
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false`;
 
-type ScriptedRedis = Redis & {
+type ScriptedRedis = RedisClient & {
   ledgerClaim(record: string, events: string, value: string, ttlSeconds: number, abandonedBefore: number): Promise<string | null>;
   ledgerFinish(record: string, value: string, ttlSeconds: number): Promise<string | null>;
 };

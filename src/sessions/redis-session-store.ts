@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { Redis } from 'ioredis';
+import type { ChainableCommander } from 'ioredis';
+import { isCluster, type RedisClient } from '../cache/redis-clients.js';
 import type { RedisConnection } from '../cache/redis-connection.js';
 import { createMemorySessionStore } from './memory-session-store.js';
 import type { SessionEvent, SessionStore, SessionTiming, TaskClaim } from './session-store.js';
@@ -74,7 +75,7 @@ local frames = redis.call('LRANGE', KEYS[2], 0, -1)
 redis.call('DEL', KEYS[2])
 return frames`;
 
-type ScriptedRedis = Redis & {
+type ScriptedRedis = RedisClient & {
   sessionResume(session: string, token: string, liveMs: number, channel: string): Promise<number>;
   sessionRenew(session: string, token: string, ttlMs: number, release: string): Promise<number>;
   sessionClaim(task: string, sessionTasks: string, held: string, sessionId: string, liveMs: number, sessionPrefix: string, taskUUID: string, ttlMs: number): Promise<TaskClaim>;
@@ -244,16 +245,25 @@ export function createRedisSessionStore(options: RedisSessionStoreOptions): Sess
       if (sessions.length === 0 && tasks.length === 0) return;
       await shared(
         async () => {
-          const pipeline = client.pipeline();
+          // One pipeline, one round trip. On a Redis Cluster a pipeline must stay in one slot, so there it is one
+          // per principal (its keys share its hash tag), all sent at once.
+          const pipelines = new Map<string, ChainableCommander>();
+          const pipelineOf = (principal: string) => {
+            const group = isCluster(client) ? principal : '';
+            let pipeline = pipelines.get(group);
+            if (!pipeline) pipelines.set(group, (pipeline = client.pipeline()));
+            return pipeline;
+          };
           for (const { sessionId, principal } of sessions) {
             const token = tokens.get(sessionId);
             if (token === undefined) continue;
+            const pipeline = pipelineOf(principal);
             (pipeline as unknown as ScriptedRedis).sessionRenew(sessionKey(principal, sessionId), token, timing.liveMs, '0');
             pipeline.pexpire(sessionTasksKey(principal, sessionId), sessionTtlMs);
           }
           // GT: a heartbeat never shortens the window of a task that just finished.
-          for (const { principal, taskUUID } of tasks) pipeline.pexpire(taskKey(principal, taskUUID), timing.liveMs, 'GT');
-          await pipeline.exec();
+          for (const { principal, taskUUID } of tasks) pipelineOf(principal).pexpire(taskKey(principal, taskUUID), timing.liveMs, 'GT');
+          await Promise.all([...pipelines.values()].map((pipeline) => pipeline.exec()));
         },
         async () => undefined,
       );
