@@ -54,6 +54,25 @@ export function workerOpenApiDocument(): string {
       '/v1/jobs': {
         post: {
           summary: 'Run a job',
+          parameters: [
+            {
+              name: 'traceparent',
+              in: 'header',
+              required: false,
+              description: [
+                'W3C trace context (https://www.w3.org/TR/trace-context/) of the gateway span that sent this attempt, present only when the gateway traces (OpenTelemetry).',
+                "A worker may log its trace id with the job's lines, or continue the trace; it must ignore a header it cannot read, and never refuse a job for it.",
+              ].join(' '),
+              schema: { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-.*)?$', examples: ['00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01'] },
+            },
+            {
+              name: 'tracestate',
+              in: 'header',
+              required: false,
+              description: 'W3C trace context: vendor-specific trace state that goes with traceparent, when the trace has any.',
+              schema: { type: 'string' },
+            },
+          ],
           requestBody: { required: true, content: { 'application/json': { schema: ref('JobRequest') } } },
           responses: {
             200: { description: 'NDJSON stream of JobEvent lines', content: { 'application/x-ndjson': { schema: ref('JobEvent') } } },

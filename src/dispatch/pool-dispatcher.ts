@@ -3,9 +3,10 @@ import { embeddingFilePath } from '../contracts/embedding-file-path.js';
 import type { ValidatedTask } from '../contracts/validated-task.js';
 import { QueueFullError, QueueTimeoutError } from './admission-queue.js';
 import { randomSeed } from './random-seed.js';
-import type { Dispatcher } from '../contracts/dispatcher.js';
+import type { DispatchContext, DispatchOutcome, Dispatcher } from '../contracts/dispatcher.js';
+import type { AttemptSpan, DispatchSpan, DispatchTracer } from '../contracts/dispatch-tracing.js';
 import { toImageResults, type OutputContext } from './image-output.js';
-import { cancelJob, runJob } from './worker-client.js';
+import { cancelJob, runJob, type JobOutcome } from './worker-client.js';
 import { NoWorkerError, type WorkerPool } from './worker-pool.js';
 import type { JobImage, JobRequest, WorkerCapability } from './worker-protocol.js';
 import { causeOf } from '../contracts/cancellation.js';
@@ -33,113 +34,153 @@ export interface PoolDispatcherOptions {
   readonly publicBaseUrl: string;
   readonly random: () => number;
   readonly sleep?: (ms: number) => Promise<void>;
+  /** A span per task and per attempt when tracing is on; absent, nothing is traced. */
+  readonly tracer?: DispatchTracer;
 }
 
 export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher {
   const sleep = options.sleep ?? ((ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms)));
 
-  return {
-    async dispatch(validated, context) {
-      const fileProblem = missingEmbeddingFile(validated, context.details) ?? missingLoraFile(validated, context.details);
-      if (fileProblem) return { kind: 'failed', error: fileProblem };
-      const job = jobFor(validated, options.publicBaseUrl);
-      const required = requiredCapabilities(job);
-      const limits = { maxLineChars: resultLineBudget(job) };
-      const taskUUID = job.jobId;
-      const deadline = Date.now() + options.taskTimeoutMs;
-      const tried = new Set<string>();
-      let lastFailure = 'no attempt was made';
-      let lastWasTimeout = false;
+  const { tracer } = options;
 
-      for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
-        const remaining = deadline - Date.now();
-        if (remaining <= 0) break;
-        let lease;
-        try {
-          // A free slot is handed over at once; only a task that must queue waits on a promise.
-          const claimed = options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining), required);
-          lease = claimed instanceof Promise ? await claimed : claimed;
-        } catch (error) {
-          return { kind: 'failed', error: admissionError(error, job, context.details, options.pool) };
-        }
-        tried.add(lease.worker.id);
+  /** The task's span around its dispatch: `success` or the code of the error it ends with. */
+  async function traced(activeTracer: DispatchTracer, validated: ValidatedTask, context: DispatchContext): Promise<DispatchOutcome> {
+    const span = activeTracer.startDispatch({ taskType: validated.task.taskType, taskUUID: validated.task.taskUUID, model: validated.model.air });
+    try {
+      const outcome = await dispatchTask(validated, context, span);
+      span.end(outcome.kind === 'images' ? 'success' : outcome.error.code, outcome.kind !== 'images');
+      return outcome;
+    } catch (error) {
+      span.end('internalError', true);
+      throw error;
+    }
+  }
 
-        // Each attempt has its own job id: a late cancel of an earlier attempt must not hit this one. (runJob
-        // serialises the job before it returns, so the next attempt may rename it.)
-        const attemptJobId = `${taskUUID}.${attempt}`;
-        job.jobId = attemptJobId;
-        const outcome = await runJob(
-          lease.worker.http,
-          job,
-          { firstByteMs: options.firstByteTimeoutMs, progressMs: options.progressTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
-          limits,
-          context.cancellation,
-          context.onProgress,
-        );
-        switch (outcome.kind) {
-          case 'result': {
-            const problem = resultProblem(outcome.images, job);
-            if (problem) {
-              // A worker that answers something other than what was asked is broken; never pass it on.
-              lease.release('failure');
-              lastWasTimeout = false;
-              lastFailure = `worker ${lease.worker.url}: ${problem}`;
-              break;
-            }
-            lease.release('success');
-            try {
-              const images = toImageResults(validated.task, outcome.images, options.output);
-              return { kind: 'images', images: Array.isArray(images) ? images : await images };
-            } catch (error) {
-              // The images exist but could not be stored: this task fails, retryably; the others do not.
-              return { kind: 'failed', error: createError('internalError', `The images were generated but could not be stored (${error instanceof Error ? error.message : String(error)}); retry the task.`, context.details) };
-            }
-          }
-          case 'rejected':
-            // The worker is fine; the task is not.
-            lease.release('neutral');
-            return {
-              kind: 'failed',
-              error: createError('workerRejectedTask', `The worker refused the task: ${outcome.error.code}: ${outcome.error.message}`, context.details),
-            };
-          case 'cancelled':
-            lease.release('neutral');
-            void cancelJob(lease.worker.http, attemptJobId);
-            return { kind: 'failed', error: cancelledError(context.cancellation.reason, context.details) };
-          case 'timeout':
-            lease.release('failure');
-            void cancelJob(lease.worker.http, attemptJobId);
-            lastWasTimeout = true;
-            lastFailure =
-              outcome.phase === 'firstByte'
-                ? `worker ${lease.worker.url} did not accept the job within ${options.firstByteTimeoutMs} ms`
-                : outcome.phase === 'progress'
-                  ? `worker ${lease.worker.url} accepted the job, then said nothing for ${options.progressTimeoutMs} ms`
-                  : `the job did not finish within ${options.taskTimeoutMs} ms`;
-            // Total time is spent: nothing is left to retry with.
-            if (outcome.phase === 'total') return { kind: 'failed', error: createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details) };
-            break;
-          case 'failed':
-            lease.release(outcome.blame === 'worker' ? 'failure' : 'neutral');
-            if (outcome.recheck) void options.pool.recheck(lease.worker);
-            // A worker that took the job and then broke may still be running it: stop it before retrying.
-            if (outcome.accepted) void cancelJob(lease.worker.http, attemptJobId);
-            lastWasTimeout = false;
-            lastFailure = `worker ${lease.worker.url}: ${outcome.reason}`;
-            break;
-        }
-        if (attempt < options.maxAttempts) await sleep(backoffMs(attempt, options.random));
+  async function dispatchTask(validated: ValidatedTask, context: DispatchContext, span: DispatchSpan | undefined): Promise<DispatchOutcome> {
+    const fileProblem = missingEmbeddingFile(validated, context.details) ?? missingLoraFile(validated, context.details);
+    if (fileProblem) return { kind: 'failed', error: fileProblem };
+    const job = jobFor(validated, options.publicBaseUrl);
+    const required = requiredCapabilities(job);
+    const limits = { maxLineChars: resultLineBudget(job) };
+    const taskUUID = job.jobId;
+    const deadline = Date.now() + options.taskTimeoutMs;
+    const tried = new Set<string>();
+    let lastFailure = 'no attempt was made';
+    let lastWasTimeout = false;
+
+    for (let attempt = 1; attempt <= options.maxAttempts; attempt++) {
+      const remaining = deadline - Date.now();
+      if (remaining <= 0) break;
+      let lease;
+      try {
+        // A free slot is handed over at once; only a task that must queue waits on a promise.
+        const claimed = options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining), required);
+        lease = claimed instanceof Promise ? await claimed : claimed;
+      } catch (error) {
+        return { kind: 'failed', error: admissionError(error, job, context.details, options.pool) };
       }
+      tried.add(lease.worker.id);
 
-      const timedOut = lastWasTimeout || Date.now() >= deadline;
-      return {
-        kind: 'failed',
-        error: timedOut
-          ? createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details)
-          : createError('workerFailed', `The task failed on every attempt (${tried.size} worker(s)); last: ${lastFailure}. Nothing was produced; retry later.`, context.details),
-      };
+      // Each attempt has its own job id: a late cancel of an earlier attempt must not hit this one. (runJob
+      // serialises the job before it returns, so the next attempt may rename it.)
+      const attemptJobId = `${taskUUID}.${attempt}`;
+      job.jobId = attemptJobId;
+      const attemptSpan = span?.startAttempt({ workerUrl: lease.worker.url, jobId: attemptJobId, attempt });
+      const outcome = await runJob(
+        lease.worker.http,
+        job,
+        { firstByteMs: options.firstByteTimeoutMs, progressMs: options.progressTimeoutMs, totalMs: Math.max(1, deadline - Date.now()) },
+        limits,
+        context.cancellation,
+        context.onProgress,
+        attemptSpan?.headers,
+      );
+      const problem = outcome.kind === 'result' ? resultProblem(outcome.images, job) : undefined;
+      if (attemptSpan) endAttemptSpan(attemptSpan, outcome, problem);
+      switch (outcome.kind) {
+        case 'result': {
+          if (problem) {
+            // A worker that answers something other than what was asked is broken; never pass it on.
+            lease.release('failure');
+            lastWasTimeout = false;
+            lastFailure = `worker ${lease.worker.url}: ${problem}`;
+            break;
+          }
+          lease.release('success');
+          try {
+            const images = toImageResults(validated.task, outcome.images, options.output);
+            return { kind: 'images', images: Array.isArray(images) ? images : await images };
+          } catch (error) {
+            // The images exist but could not be stored: this task fails, retryably; the others do not.
+            return { kind: 'failed', error: createError('internalError', `The images were generated but could not be stored (${error instanceof Error ? error.message : String(error)}); retry the task.`, context.details) };
+          }
+        }
+        case 'rejected':
+          // The worker is fine; the task is not.
+          lease.release('neutral');
+          return {
+            kind: 'failed',
+            error: createError('workerRejectedTask', `The worker refused the task: ${outcome.error.code}: ${outcome.error.message}`, context.details),
+          };
+        case 'cancelled':
+          lease.release('neutral');
+          void cancelJob(lease.worker.http, attemptJobId);
+          return { kind: 'failed', error: cancelledError(context.cancellation.reason, context.details) };
+        case 'timeout':
+          lease.release('failure');
+          void cancelJob(lease.worker.http, attemptJobId);
+          lastWasTimeout = true;
+          lastFailure =
+            outcome.phase === 'firstByte'
+              ? `worker ${lease.worker.url} did not accept the job within ${options.firstByteTimeoutMs} ms`
+              : outcome.phase === 'progress'
+                ? `worker ${lease.worker.url} accepted the job, then said nothing for ${options.progressTimeoutMs} ms`
+                : `the job did not finish within ${options.taskTimeoutMs} ms`;
+          // Total time is spent: nothing is left to retry with.
+          if (outcome.phase === 'total') return { kind: 'failed', error: createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details) };
+          break;
+        case 'failed':
+          lease.release(outcome.blame === 'worker' ? 'failure' : 'neutral');
+          if (outcome.recheck) void options.pool.recheck(lease.worker);
+          // A worker that took the job and then broke may still be running it: stop it before retrying.
+          if (outcome.accepted) void cancelJob(lease.worker.http, attemptJobId);
+          lastWasTimeout = false;
+          lastFailure = `worker ${lease.worker.url}: ${outcome.reason}`;
+          break;
+      }
+      if (attempt < options.maxAttempts) await sleep(backoffMs(attempt, options.random));
+    }
+
+    const timedOut = lastWasTimeout || Date.now() >= deadline;
+    return {
+      kind: 'failed',
+      error: timedOut
+        ? createError('timeoutWorker', `The task timed out: ${lastFailure}.`, context.details)
+        : createError('workerFailed', `The task failed on every attempt (${tried.size} worker(s)); last: ${lastFailure}. Nothing was produced; retry later.`, context.details),
+    };
+  }
+
+  return {
+    dispatch(validated, context) {
+      return tracer ? traced(tracer, validated, context) : dispatchTask(validated, context, undefined);
     },
   };
+}
+
+/** An attempt's span ends with the job's outcome: its kind, and what went wrong when something did. */
+function endAttemptSpan(span: AttemptSpan, outcome: JobOutcome, problem: string | undefined): void {
+  switch (outcome.kind) {
+    case 'result':
+      return problem ? span.end('invalidResult', problem) : span.end('result');
+    case 'rejected':
+      return span.end('rejected', `${outcome.error.code}: ${outcome.error.message}`);
+    case 'failed':
+      return span.end('failed', outcome.reason);
+    case 'timeout':
+      return span.end('timeout', `${outcome.phase} deadline passed`);
+    case 'cancelled':
+      return span.end('cancelled');
+  }
 }
 
 /**

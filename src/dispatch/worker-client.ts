@@ -51,6 +51,8 @@ export function runJob(
   limits: JobLimits,
   cancellation: Cancellation,
   onProgress?: (step: number, steps: number) => void,
+  /** Trace context (`traceparent`, `tracestate`) for the worker's logs; only when tracing is on. */
+  traceHeaders?: Readonly<Record<string, string>>,
 ): Promise<JobOutcome> {
   if (cancellation.cancelled) return Promise.resolve({ kind: 'cancelled' });
   return new Promise<JobOutcome>((resolve) => {
@@ -59,7 +61,7 @@ export function runJob(
       {
         path: '/v1/jobs',
         method: 'POST',
-        headers: jobRequestHeaders,
+        headers: traceHeaders ? { ...jobRequestHeaders, ...traceHeaders } : jobRequestHeaders,
         body: JSON.stringify(job),
         // Our own timers govern; undici's idle timers would only race them.
         headersTimeout: 0,

@@ -11,6 +11,7 @@ import { startFakeRegistry, type FakeRegistry } from '../support/fake-registry.j
 import { freePort } from '../support/free-port.js';
 import { startGateway, until, type TestGateway } from '../support/gateway.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.js';
 
 /**
  * The whole chain on loopback: gateway + Redis + registry + the reference Python worker in tiny mode. The
@@ -24,6 +25,7 @@ const python = process.env['CLIPGATE_WORKER_PYTHON'] ?? `${workerDirectory}/.ven
 
 let registry: FakeRegistry;
 let redis: RedisServer;
+let traces: OtlpReceiver;
 let gateway: TestGateway;
 let worker: ChildProcess;
 let workerOutput = '';
@@ -32,7 +34,7 @@ beforeAll(async () => {
   if (!existsSync(python)) {
     throw new Error(`the worker's Python environment is missing at ${python}: run ./scripts/install-test-dependencies.sh`);
   }
-  [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
+  [registry, redis, traces] = await Promise.all([startFakeRegistry(), startRedisServer(), startOtlpReceiver()]);
   registry.addModelVersion({ modelId: 6001, versionId: 7001, name: 'Style', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: kohyaSafetensorsFile(randomVectors(3, 768, 41), 3, 768) }] });
   registry.addModelVersion({ modelId: 6002, versionId: 7002, name: 'Negative', type: 'TextualInversion', baseModel: 'SD 1.5', trainedWords: ['negtrig'], files: [{ name: 'negative.pt', bytes: kohyaSafetensorsFile(randomVectors(2, 768, 42), 2, 768) }] });
   // A negative embedding published as Civitai does for some: its only file is typed Negative.
@@ -70,6 +72,8 @@ beforeAll(async () => {
     PUBLIC_BASE_URL: `http://127.0.0.1:${gatewayPort}`,
     TASK_TIMEOUT_MS: '120000',
     TASK_FIRST_BYTE_TIMEOUT_MS: '60000',
+    // Traced, so that the worker gets each job's trace context (src/tracing.ts).
+    OTEL_EXPORTER_OTLP_ENDPOINT: traces.url,
   });
   await gateway.app.listen({ port: gatewayPort, host: '127.0.0.1' });
   await until(() => gateway.dispatch.pool?.workers[0]?.healthy === true, 90_000).catch((error: unknown) => {
@@ -80,7 +84,7 @@ beforeAll(async () => {
 afterAll(async () => {
   worker?.kill('SIGKILL');
   await gateway?.close();
-  await Promise.all([registry?.close(), redis?.stop()]);
+  await Promise.all([registry?.close(), redis?.stop(), traces?.close()]);
 });
 
 /** [versionId, family, naming, seed, Civitai baseModel] */
@@ -132,6 +136,17 @@ describe('gateway and the reference worker', () => {
       expect(image.taskUUID).toBe(task.taskUUID);
       expect(pngSize(Buffer.from(String(image.imageBase64Data), 'base64'))).toEqual({ width: 128, height: 128 });
     }
+  });
+
+  it("logs each job with the trace id of the gateway's traceparent, continuing a client's trace", async () => {
+    const traceId = randomUUID().replaceAll('-', '');
+    const task = { taskType: 'imageInference', taskUUID: randomUUID(), positivePrompt: 'a red barn', model: 'civitai:4384@128713', width: 128, height: 128, steps: 2, outputType: 'base64Data', outputFormat: 'PNG' };
+    const response = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-b7ad6b7169203331-01` }, payload: JSON.stringify([task]) });
+    expect(response.statusCode, response.body).toBe(200);
+    await until(() => workerOutput.includes(`job ${task.taskUUID}.1 [trace ${traceId}] done`), 5000).catch(() => {
+      throw new Error(`no log line of the job with its trace id:\n${workerOutput.slice(-3000)}`);
+    });
+    expect(workerOutput).toContain(`job ${task.taskUUID}.1 [trace ${traceId}] accepted`);
   });
 
   it('gives the same image for the same seed, and refuses an SDXL embedding on the SD 1.5 model before the worker', async () => {

@@ -1,7 +1,7 @@
 import { BoundedCounter } from './bounded-counter.js';
 import { seededRandom } from './seeded-random.js';
 import { randomUUID } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import {
@@ -117,6 +117,8 @@ export interface FakeWorker {
   readonly stats: FakeWorkerStats;
   /** Valid job requests received, oldest first (at least the last 500). */
   readonly receivedJobs: readonly JobRequest[];
+  /** The request headers of each job in receivedJobs, at the same index. */
+  readonly receivedJobHeaders: readonly IncomingHttpHeaders[];
   /** Abrupt death: close the listener and destroy every open socket mid-stream. */
   kill(): Promise<void>;
   /** Listen again on the same port after kill(). */
@@ -245,6 +247,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
 
   const running = new Map<string, RunningJob>();
   const receivedJobs: JobRequest[] = [];
+  const receivedJobHeaders: IncomingHttpHeaders[] = [];
   const cancels: string[] = [];
   const jobsById = new BoundedCounter();
   let jobs = 0;
@@ -280,7 +283,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       answerHealth(response);
     } else if (request.method === 'POST' && path === '/v1/jobs') {
       jobs += 1;
-      readBody(request, response, (text) => submit(text, response));
+      readBody(request, response, (text) => submit(text, response, request.headers));
     } else if (request.method === 'DELETE' && path.startsWith(jobPathPrefix) && !path.includes('/', jobPathPrefix.length)) {
       request.resume();
       cancel(decodePathPart(path.slice(jobPathPrefix.length)), response);
@@ -334,7 +337,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     });
   }
 
-  function submit(text: string, response: ServerResponse): void {
+  function submit(text: string, response: ServerResponse, headers: IncomingHttpHeaders): void {
     const jobBehaviour = { ...behaviour };
     let body: unknown;
     let invalid: string | undefined;
@@ -346,6 +349,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     const parsed = invalid === undefined ? jobRequestSchema.safeParse(body) : undefined;
     if (parsed?.success) {
       pushBounded(receivedJobs, parsed.data, keptJobs);
+      pushBounded(receivedJobHeaders, headers, keptJobs);
       jobsById.add(parsed.data.jobId);
     }
     if (jobBehaviour.hang) return;
@@ -511,6 +515,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       healthChecks: () => healthChecks,
     },
     receivedJobs,
+    receivedJobHeaders,
     kill: stop,
     async restart() {
       if (closed) throw new Error('The fake worker was closed; start a new one.');

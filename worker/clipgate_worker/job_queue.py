@@ -169,7 +169,7 @@ class JobQueue:
                 self._waiting.remove(entry)
                 self._changed.notify_all()
         entry.channel.put(events.error(job_id, failure))
-        logger.info("job %s cancelled", job_id)
+        logger.info("job %s cancelled", entry.job.log_name)
         return True
 
     def drain(self) -> None:
@@ -234,12 +234,12 @@ class JobQueue:
                 total_ms=(ended - entry.received_at) * 1000,
             )
             entry.channel.put(events.result(job_id, outcome.images, timings, outcome.warnings))
-            logger.info("job %s done: %d image(s) in %.0f ms", job_id, len(outcome.images), timings.total_ms)
+            logger.info("job %s done: %d image(s) in %.0f ms", entry.job.log_name, len(outcome.images), timings.total_ms)
         except Cancelled as failure:
             entry.channel.put(events.error(job_id, failure))
         except JobError as failure:
-            logger.info("job %s failed: %s: %s", job_id, failure.code, failure.message)
+            logger.info("job %s failed: %s: %s", entry.job.log_name, failure.code, failure.message)
             entry.channel.put(events.error(job_id, failure))
         except Exception:
-            logger.exception("job %s failed unexpectedly", job_id)
+            logger.exception("job %s failed unexpectedly", entry.job.log_name)
             entry.channel.put(events.error(job_id, events.internal(job_id)))

@@ -91,6 +91,13 @@ class JobSpec:
     prompt_weighting: PromptWeighting | None = None
     #: Capability ``loras``: adapters applied to the UNet and text encoder(s) for this job only.
     loras: tuple[JobLora, ...] = ()
+    #: The W3C trace id of the request's ``traceparent`` header (not of the body), for the job's log lines.
+    trace_id: str | None = None
+
+    @property
+    def log_name(self) -> str:
+        """The job as its log lines name it: its id, and its trace when the gateway sent one."""
+        return self.job_id if self.trace_id is None else f"{self.job_id} [trace {self.trace_id}]"
 
 
 def parse_job(body: bytes | str) -> JobSpec:

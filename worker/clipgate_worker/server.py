@@ -5,6 +5,7 @@ HTTP error (WorkerErrorBody) while refusing is still possible — malformed 400,
 already here 409, starting or draining 503, full 429, in that order: what the job cannot fix by waiting
 comes first, as in the gateway's fake worker. Once admitted, the answer is 200 and an NDJSON stream that
 begins with `accepted` and ends with exactly one `result` or `error`. A client that hangs up cancels its job.
+A W3C ``traceparent`` header (a gateway that traces sends one) puts its trace id in the job's log lines.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -27,6 +29,7 @@ from .job_runner import JobRunner
 from .job_spec import CAPABILITIES, JobSpec, parse_job
 from .models import ModelRegistry
 from .settings import Settings
+from .trace_context import parse_traceparent
 
 logger = logging.getLogger(__name__)
 
@@ -83,9 +86,13 @@ def create_app(
     @app.post("/v1/jobs")
     async def submit(request: Request) -> StreamingResponse:
         job = parse_job(await _read_body(request))
+        trace = parse_traceparent(request.headers.getlist("traceparent"))
+        if trace is not None:
+            job = replace(job, trace_id=trace.trace_id)
         _check_servable(job, models)
         channel = EventChannel(asyncio.get_running_loop())
         queue.submit(job, channel)
+        logger.info("job %s accepted", job.log_name)
         return StreamingResponse(
             _stream(job, channel, queue), media_type="application/x-ndjson", headers=NDJSON_HEADERS
         )
@@ -152,5 +159,5 @@ async def _stream(job: JobSpec, channel: EventChannel, queue: JobQueue) -> Async
     finally:
         # Reached early only when the client went away (Starlette cancels the stream on disconnect).
         if not channel.finished:
-            logger.info("client of job %s disconnected; cancelling it", job_id)
+            logger.info("client of job %s disconnected; cancelling it", job.log_name)
             queue.cancel(job_id, reason=f"Job {job_id!r} was cancelled: its client disconnected.")
