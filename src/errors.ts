@@ -48,6 +48,11 @@ export const errorCatalogue = {
     retryable: false,
     description: 'The key (bearer header or `authentication` task) is not one of the configured API keys.',
   },
+  invalidMetricsToken: {
+    status: 401,
+    retryable: false,
+    description: '`/metrics` needs `Authorization: Bearer <METRICS_TOKEN>` on this gateway, and the request sent no token or another one.',
+  },
   tooManyConnections: {
     status: 429,
     retryable: true,

@@ -39,7 +39,7 @@ function principalOf(request: FastifyRequest, keys: ApiKeys, keyInBody: boolean)
   return principal;
 }
 
-function bearerKeyOf(request: FastifyRequest): string | undefined {
+export function bearerKeyOf(request: FastifyRequest): string | undefined {
   const header = request.headers.authorization;
   if (header === undefined) return undefined;
   const match = /^Bearer\s+(\S+)\s*$/i.exec(header);

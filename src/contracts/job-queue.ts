@@ -10,8 +10,17 @@ export interface JobQueue<T> {
    * enqueueing again). `waiting`: jobs waiting before this one, as far as the queue can tell.
    */
   add(data: T, jobId: string): Promise<{ readonly waiting: number }>;
+  /** How many jobs are where, across every replica sharing the queue, for /metrics. */
+  counts(): Promise<JobCounts>;
   /** Stops taking jobs; waits for the running ones. */
   close(): Promise<void>;
+}
+
+export interface JobCounts {
+  readonly waiting: number;
+  readonly active: number;
+  /** Waiting out a retry's backoff. */
+  readonly delayed: number;
 }
 
 /**
@@ -33,6 +42,8 @@ export interface JobQueueOptions<T> {
   /** As text, for Redis (seeds are bigints at times). */
   readonly encode: (data: T) => string;
   readonly decode: (text: string) => T;
+  /** A job's first attempt begins, this long after it was added (for /metrics). */
+  readonly onFirstAttempt?: (waitedMs: number) => void;
 }
 
 /** The job cannot succeed however often it is tried (a refused target, a missing record). */

@@ -2,6 +2,7 @@ import type { FastifyBaseLogger } from 'fastify';
 import { Pool } from 'undici';
 import { createAdmissionQueue, type Claim } from './admission-queue.js';
 import type { Cancellation } from '../contracts/cancellation.js';
+import type { MetricsRecorder } from '../contracts/metrics-recorder.js';
 import { createCircuitBreaker, type CircuitBreaker } from './circuit-breaker.js';
 import { selectWorker, type WorkerCandidate } from './select-worker.js';
 import { workerHealthSchema, type WorkerCapability, type WorkerHealth } from './worker-protocol.js';
@@ -84,6 +85,7 @@ export interface WorkerPoolOptions {
   readonly clock: () => number;
   readonly random: () => number;
   readonly logger: Pick<FastifyBaseLogger, 'info' | 'warn'>;
+  readonly recorder: MetricsRecorder;
 }
 
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
@@ -223,7 +225,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       const first = claim(model, exclude, required);
       if (first.kind === 'taken') return first.value;
       if (first.kind === 'fail') throw first.error;
-      return queue.wait(() => claim(model, exclude, required), cancellation, maxWaitMs);
+      const queued = performance.now();
+      return queue.wait(() => claim(model, exclude, required), cancellation, maxWaitMs).finally(() => options.recorder.workerQueueWait((performance.now() - queued) / 1000));
     },
     retryAfterSeconds() {
       const capacity = Math.max(1, workers.filter((worker) => worker.healthy).reduce((sum, worker) => sum + worker.capacity, 0));

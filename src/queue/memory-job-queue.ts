@@ -14,7 +14,11 @@ export function createMemoryJobQueue<T>(options: JobQueueOptions<T>): JobQueue<T
   const waits = new Map<NodeJS.Timeout, () => void>();
   let closed = false;
 
-  const run = async (data: T): Promise<void> => {
+  // Jobs waiting out a retry's backoff.
+  let delayed = 0;
+
+  const run = async (data: T, addedAt: number): Promise<void> => {
+    options.onFirstAttempt?.(Date.now() - addedAt);
     for (let attempt = 1; ; attempt++) {
       try {
         await options.process(data, attempt);
@@ -22,13 +26,14 @@ export function createMemoryJobQueue<T>(options: JobQueueOptions<T>): JobQueue<T
       } catch (error) {
         const reason = error instanceof Error ? error.message : String(error);
         if (error instanceof PermanentJobError || attempt >= options.attempts || closed) return options.exhausted(data, reason);
+        delayed++;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(() => {
             waits.delete(timer);
             resolve();
           }, options.backoffMs * 2 ** (attempt - 1));
           waits.set(timer, resolve);
-        });
+        }).finally(() => delayed--);
       }
     }
   };
@@ -39,12 +44,16 @@ export function createMemoryJobQueue<T>(options: JobQueueOptions<T>): JobQueue<T
       const waiting = limit.pendingCount;
       if (known.has(jobId)) return { waiting };
       known.add(jobId);
-      const job = limit(() => run(data)).finally(() => {
+      const addedAt = Date.now();
+      const job = limit(() => run(data, addedAt)).finally(() => {
         known.delete(jobId);
         running.delete(job);
       });
       running.add(job);
       return { waiting };
+    },
+    async counts() {
+      return { waiting: limit.pendingCount, active: limit.activeCount - delayed, delayed };
     },
     async close() {
       closed = true;

@@ -2,6 +2,8 @@ import { createError, type ApiError, type ErrorDetails } from '../errors.js';
 import type { ApiKeys } from './api-keys.js';
 import { AUTHENTICATION, invalidKeyError, readCredentials } from './authentication/authentication-task.js';
 import type { Principal } from '../contracts/principal.js';
+import { silentMetrics, type MetricsRecorder } from '../contracts/metrics-recorder.js';
+import { observedSink } from './observed-sink.js';
 import type { IncomingTask, TaskContext, TaskSink, TaskType } from './task-type.js';
 
 /**
@@ -27,9 +29,11 @@ export interface TaskService {
   readonly taskTypes: readonly string[];
 }
 
-export function createTaskService(taskTypes: readonly TaskType[], keys: ApiKeys): TaskService {
+export function createTaskService(taskTypes: readonly TaskType[], keys: ApiKeys, recorder: MetricsRecorder = silentMetrics): TaskService {
   const byName = new Map(taskTypes.map((type) => [type.taskType, type]));
   const names = taskTypes.map((type) => type.taskType);
+  const known: ReadonlySet<string> = new Set(names);
+  const observed = recorder !== silentMetrics;
 
   return {
     taskTypes: names,
@@ -45,7 +49,8 @@ export function createTaskService(taskTypes: readonly TaskType[], keys: ApiKeys)
       return keys.open ? { kind: 'authorized', principal: keys.anonymous, resumeSession: undefined } : { kind: 'unauthenticated' };
     },
 
-    async run(tasks, context, sink) {
+    async run(tasks, context, clientSink) {
+      const sink = observed ? observedSink(clientSink, tasks, known, recorder) : clientSink;
       const groups = new Map<TaskType, IncomingTask[]>();
       const incoming: IncomingTask[] = [];
       const types: TaskType[] = [];

@@ -3,6 +3,7 @@ import type { JobQueue, JobQueueOptions } from '../contracts/job-queue.js';
 import { principalTag } from '../contracts/principal.js';
 import { PermanentJobError } from '../contracts/job-queue.js';
 import type { LedgerEntry, TaskLedger } from '../contracts/task-ledger.js';
+import type { MetricsRecorder } from '../contracts/metrics-recorder.js';
 import type { Webhooks } from '../contracts/webhooks.js';
 import { createError } from '../errors.js';
 import { createWebhookDelivery, type WebhookDelivery } from './deliver-webhook.js';
@@ -32,6 +33,7 @@ export interface WebhooksOptions {
   readonly logger: { warn(object: object, message: string): void };
   readonly lookup?: WebhookLookup;
   readonly clock?: () => number;
+  readonly recorder?: MetricsRecorder;
 }
 
 /**
@@ -57,11 +59,13 @@ export function createWebhooks(options: WebhooksOptions): Webhooks & { close(): 
       const body = bodyOf(entry, job.item);
       if (body === undefined) throw new PermanentJobError(`task ${job.taskUUID} has no result ${job.item}`);
       const at = clock();
+      const posted = performance.now();
       const outcome = await delivery.deliver(job.webhookURL, body, {
         [WEBHOOK_SIGNATURE_HEADER]: signWebhook(options.signingSecret, body, Math.floor(at / 1000)),
         [WEBHOOK_DELIVERY_ID_HEADER]: job.deliveryId,
         'clipgate-attempt': String(attempt),
       });
+      options.recorder?.webhookAttempt(outcome.ok ? 'delivered' : 'failed', (performance.now() - posted) / 1000);
       await options.ledger.addWebhookAttempt(job.principal, job.taskUUID, {
         imageUUID: job.item,
         attempt,
