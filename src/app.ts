@@ -21,6 +21,9 @@ import { modelRoutes } from './api/routes/models.js';
 import { taskRoutes } from './api/routes/tasks.js';
 import { taskEventRoutes } from './api/routes/task-events.js';
 import { taskWebhookRoutes } from './api/routes/task-webhooks.js';
+import { metricsRoutes } from './api/routes/metrics.js';
+import { recordRequestMetrics } from './api/request-metrics.js';
+import { createGatewayMetrics, type GatewayMetrics } from './metrics/gateway-metrics.js';
 import { webSocketRoutes } from './api/websocket/websocket-route.js';
 import { createMemorySessionStore } from './sessions/memory-session-store.js';
 import { createAsyncDelivery, type AsyncDelivery } from './async-delivery.js';
@@ -36,7 +39,8 @@ import type { ContentStore } from './embeddings/content-store.js';
 import { loggerOptions } from './logger.js';
 import type { ModelResolver } from './contracts/model-resolver.js';
 import type { DestinationStream } from 'pino';
-import type { Redis } from 'ioredis';
+import type { Tracing } from './tracing.js';
+import type { RedisClient } from './cache/redis-clients.js';
 
 export interface AppDependencies {
   readonly config: Config;
@@ -53,9 +57,13 @@ export interface AppDependencies {
   /** WebSocket sessions; in this process alone when absent. */
   readonly sessions?: SessionHub;
   /** Where rate limits are counted, for every replica; in this process when absent. */
-  readonly rateLimitRedis?: Redis;
+  readonly rateLimitRedis?: RedisClient;
   /** The task ledger, the async queue and webhooks; in this process alone when absent. */
   readonly delivery?: AsyncDelivery;
+  /** The metrics the stages record into; a registry of the app's own when absent (and METRICS_ENABLED). */
+  readonly metrics?: GatewayMetrics;
+  /** OpenTelemetry's request spans (@fastify/otel); none when absent. */
+  readonly tracing?: Pick<Tracing, 'plugin'>;
 }
 
 /** The whole gateway as a Fastify instance, without a port: plugins and routes, nothing else. */
@@ -81,6 +89,8 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
     clientErrorHandler: (error, socket) => answerClientError(error, socket, app.log),
   });
   limitConnectionsPerAddress(app.server, config.http.maxConnectionsPerIp);
+  // First of all plugins, hooks and routes: @fastify/otel sees every route as it is added.
+  if (dependencies.tracing) await app.register(dependencies.tracing.plugin);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
 
@@ -108,18 +118,21 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
     }
   });
 
+  const metrics = config.metrics.enabled ? (dependencies.metrics ?? createGatewayMetrics()) : undefined;
+  if (metrics) recordRequestMetrics(app, metrics);
+
   const allowedMethods = collectAllowedMethods(app);
   installErrorHandling(app, config.limits, allowedMethods);
   await installLoadShedding(app, { ...config.shedding, retryAfterSeconds: 1 });
   await registerOpenApi(app);
-  await installRateLimits(app, { max: config.rateLimitPerMinute, windowMs: 60_000, ...(dependencies.rateLimitRedis && { redis: dependencies.rateLimitRedis }) });
+  const frameRateLimit = await installRateLimits(app, { max: config.rateLimitPerMinute, windowMs: 60_000, ...(dependencies.rateLimitRedis && { redis: dependencies.rateLimitRedis }) });
   await app.register(healthRoutes, { readiness });
   // Registered with or without their stores, so the document and the routes are the same in every gateway.
   await app.register(embeddingFileRoutes, { store: dependencies.contentStore });
   await app.register(imageRoutes, { store: dependencies.imageStore });
 
   const keys = createApiKeys(config.apiKeys);
-  const delivery = dependencies.delivery ?? (await createAsyncDelivery({ config, dispatcher: dependencies.dispatcher, logger: app.log }));
+  const delivery = dependencies.delivery ?? (await createAsyncDelivery({ config, dispatcher: dependencies.dispatcher, logger: app.log, ...(metrics && { recorder: metrics }) }));
   if (!dependencies.delivery) app.addHook('onClose', () => delivery.close());
   const service = createTaskService(
     createTaskTypes({
@@ -139,6 +152,7 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       logger: app.log,
     }),
     keys,
+    metrics,
   );
   // The task routes authorize inside: Runware's payload auth puts the key in the body.
   app.decorateRequest('principal', undefined);
@@ -164,7 +178,12 @@ export async function buildApp(dependencies: AppDependencies): Promise<FastifyIn
       slowReaderMs: config.websocket.slowReaderMs,
       maxSocketsPerKey: config.websocket.maxSocketsPerKey,
     },
+    ...(frameRateLimit && { frameRateLimit }),
   });
+  if (metrics) {
+    metrics.readFrom({ sessions, queues: delivery.queues });
+    await app.register(metricsRoutes, { metrics, token: config.metrics.token });
+  }
   await app.register(taskEventRoutes, { ledger: delivery.ledger, keys, service, drain });
   await app.register(taskWebhookRoutes, { ledger: delivery.ledger, keys, service });
   await app.register(async (api) => {

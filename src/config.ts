@@ -27,6 +27,25 @@ const environmentSchema = z.object({
     .string()
     .regex(/^rediss?:\/\//, 'must be a redis:// or rediss:// URL')
     .optional(),
+  REDIS_CLUSTER_NODES: z
+    .string()
+    .transform((raw, context) => {
+      const parsed = parseRedisNodes(raw, { urls: true, defaultPort: 6379 });
+      if (typeof parsed === 'string') context.addIssue({ code: 'custom', message: parsed });
+      return typeof parsed === 'string' ? z.NEVER : parsed;
+    })
+    .optional(),
+  REDIS_SENTINELS: z
+    .string()
+    .transform((raw, context) => {
+      const parsed = parseRedisNodes(raw, { urls: false, defaultPort: 26379 });
+      if (typeof parsed === 'string') context.addIssue({ code: 'custom', message: parsed });
+      return typeof parsed === 'string' ? z.NEVER : parsed.nodes;
+    })
+    .optional(),
+  REDIS_SENTINEL_NAME: z.string().regex(/^[\w.-]+$/, 'must be the name of the master group the sentinels monitor').optional(),
+  REDIS_PASSWORD: z.string().optional(),
+  REDIS_SENTINEL_PASSWORD: z.string().optional(),
   CIVITAI_BASE_URL: z
     .union([z.literal('off'), z.url({ protocol: /^https?$/ })])
     .default('https://civitai.com'),
@@ -92,10 +111,35 @@ const environmentSchema = z.object({
     .default('')
     .transform((raw) => raw.split(',').map((host) => host.trim().toLowerCase()).filter((host) => host.length > 0)),
   WEBHOOK_REQUIRE_HTTPS: z.enum(['true', 'false']).optional(),
+  METRICS_ENABLED: z.enum(['true', 'false']).default('true'),
+  METRICS_TOKEN: z.string().min(16, 'must be at least 16 characters').optional(),
   WEBHOOK_MAX_ATTEMPTS: positiveInt(8, 100),
   WEBHOOK_BACKOFF_MS: positiveInt(1000, 3_600_000),
   WEBHOOK_TIMEOUT_MS: positiveInt(10_000, 600_000),
+  // OpenTelemetry's own names (https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/).
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: z.url({ protocol: /^https?$/ }).optional(),
+  OTEL_SERVICE_NAME: z.string().min(1).default('clipgate'),
+  OTEL_SDK_DISABLED: z.enum(['true', 'false']).optional(),
 });
+
+/** One address of a Redis Cluster node or of a sentinel. */
+export interface RedisNode {
+  readonly host: string;
+  readonly port: number;
+}
+
+/**
+ * Which Redis the replicas share, from exactly one of REDIS_URL, REDIS_CLUSTER_NODES and REDIS_SENTINELS.
+ * Clients are built from it in one place (src/cache/redis-clients.ts).
+ */
+export type RedisTarget =
+  /** One Redis; a password in the URL wins over REDIS_PASSWORD. */
+  | { readonly mode: 'single'; readonly url: string; readonly password: string | undefined }
+  /** Redis Cluster: seed nodes (the others are discovered); database 0 only. */
+  | { readonly mode: 'cluster'; readonly nodes: readonly RedisNode[]; readonly username: string | undefined; readonly password: string | undefined; readonly tls: boolean }
+  /** The master of a group that Sentinel monitors, found again after a failover. */
+  | { readonly mode: 'sentinel'; readonly sentinels: readonly RedisNode[]; readonly name: string; readonly password: string | undefined; readonly sentinelPassword: string | undefined };
 
 export interface Config {
   readonly environment: 'development' | 'production' | 'test';
@@ -104,9 +148,11 @@ export interface Config {
   readonly logLevel: (typeof logLevels)[number];
   /** Empty means the API is open (refused in production). */
   readonly apiKeys: readonly string[];
+  /** GET /metrics for Prometheus (and the recording behind it); behind a bearer token when one is set. */
+  readonly metrics: { readonly enabled: boolean; readonly token: string | undefined };
   readonly modelCatalogPath: string | undefined;
   /** Unset: no shared cache; every tier is in-process. */
-  readonly redisUrl: string | undefined;
+  readonly redis: RedisTarget | undefined;
   /** Undefined when the registry is switched off (CIVITAI_BASE_URL=off). */
   readonly registry: { readonly baseUrl: string; readonly token: string | undefined; readonly timeoutMs: number } | undefined;
   readonly registryLimits: {
@@ -192,6 +238,11 @@ export interface Config {
     readonly backoffMs: number;
     readonly timeoutMs: number;
   };
+  /**
+   * OpenTelemetry traces, exported over OTLP/HTTP (JSON) to `tracesUrl`. Undefined unless an OTLP endpoint
+   * is set: then nothing of OpenTelemetry is even loaded.
+   */
+  readonly tracing: { readonly tracesUrl: string; readonly serviceName: string } | undefined;
 }
 
 export class ConfigError extends Error {
@@ -202,7 +253,7 @@ export class ConfigError extends Error {
 }
 
 /** Values never echoed in an error message: they are secrets. */
-const secretVariables: ReadonlySet<string> = new Set(['API_KEYS', 'CIVITAI_TOKEN', 'REDIS_URL', 'WEBHOOK_SIGNING_SECRET']);
+const secretVariables: ReadonlySet<string> = new Set(['API_KEYS', 'CIVITAI_TOKEN', 'METRICS_TOKEN', 'REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_PASSWORD', 'REDIS_SENTINEL_PASSWORD', 'WEBHOOK_SIGNING_SECRET']);
 
 export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   // Empty strings mean "unset" for every variable: `PORT= npm start` should not be a type error.
@@ -221,14 +272,16 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (values.NODE_ENV === 'production' && values.API_KEYS.length === 0) {
     throw new ConfigError(['API_KEYS: required when NODE_ENV=production; an open gateway would serve anyone']);
   }
+  const redis = redisTargetOf(values);
   return {
     environment: values.NODE_ENV,
     port: values.PORT,
     host: values.HOST,
     logLevel: values.LOG_LEVEL,
     apiKeys: values.API_KEYS,
+    metrics: { enabled: values.METRICS_ENABLED === 'true', token: values.METRICS_TOKEN },
     modelCatalogPath: values.MODEL_CATALOG_PATH,
-    redisUrl: values.REDIS_URL,
+    redis,
     registry:
       values.CIVITAI_BASE_URL === 'off'
         ? undefined
@@ -297,5 +350,97 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
       backoffMs: values.WEBHOOK_BACKOFF_MS,
       timeoutMs: values.WEBHOOK_TIMEOUT_MS,
     },
+    tracing: tracingOf(values),
   };
+}
+
+/** The traces endpoint as OpenTelemetry's exporters read it: the per-signal URL as it is, the base URL with /v1/traces. */
+function tracingOf(values: z.infer<typeof environmentSchema>): Config['tracing'] {
+  if (values.OTEL_SDK_DISABLED === 'true') return undefined;
+  const tracesUrl = values.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? (values.OTEL_EXPORTER_OTLP_ENDPOINT && `${values.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')}/v1/traces`);
+  return tracesUrl ? { tracesUrl, serviceName: values.OTEL_SERVICE_NAME } : undefined;
+}
+
+type RedisValues = Pick<
+  z.infer<typeof environmentSchema>,
+  'REDIS_URL' | 'REDIS_CLUSTER_NODES' | 'REDIS_SENTINELS' | 'REDIS_SENTINEL_NAME' | 'REDIS_PASSWORD' | 'REDIS_SENTINEL_PASSWORD'
+>;
+
+/** The one Redis mode configured, or a ConfigError naming what contradicts or is missing. */
+function redisTargetOf(values: RedisValues): RedisTarget | undefined {
+  const modes = (['REDIS_URL', 'REDIS_CLUSTER_NODES', 'REDIS_SENTINELS'] as const).filter((variable) => values[variable] !== undefined);
+  const problems: string[] = [];
+  if (modes.length > 1) {
+    problems.push(
+      `${modes.join(', ')}: set only one of REDIS_URL (one Redis), REDIS_CLUSTER_NODES (Redis Cluster) and REDIS_SENTINELS (Redis through Sentinel); the replicas would not know which to share`,
+    );
+  }
+  if (values.REDIS_SENTINELS !== undefined && values.REDIS_SENTINEL_NAME === undefined) {
+    problems.push('REDIS_SENTINEL_NAME: required with REDIS_SENTINELS (the name of the master group the sentinels monitor)');
+  }
+  if (values.REDIS_SENTINELS === undefined) {
+    for (const variable of ['REDIS_SENTINEL_NAME', 'REDIS_SENTINEL_PASSWORD'] as const) {
+      if (values[variable] !== undefined) problems.push(`${variable}: set without REDIS_SENTINELS`);
+    }
+  }
+  if (modes.length === 0 && values.REDIS_PASSWORD !== undefined) {
+    problems.push('REDIS_PASSWORD: set without a Redis to use it for (REDIS_URL, REDIS_CLUSTER_NODES or REDIS_SENTINELS)');
+  }
+  if (problems.length > 0) throw new ConfigError(problems);
+
+  if (values.REDIS_URL !== undefined) return { mode: 'single', url: values.REDIS_URL, password: values.REDIS_PASSWORD };
+  if (values.REDIS_CLUSTER_NODES !== undefined) {
+    const { nodes, username, password, tls } = values.REDIS_CLUSTER_NODES;
+    return { mode: 'cluster', nodes, username, password: password ?? values.REDIS_PASSWORD, tls };
+  }
+  if (values.REDIS_SENTINELS !== undefined && values.REDIS_SENTINEL_NAME !== undefined) {
+    return { mode: 'sentinel', sentinels: values.REDIS_SENTINELS, name: values.REDIS_SENTINEL_NAME, password: values.REDIS_PASSWORD, sentinelPassword: values.REDIS_SENTINEL_PASSWORD };
+  }
+  return undefined;
+}
+
+interface ParsedRedisNodes {
+  readonly nodes: readonly RedisNode[];
+  readonly username: string | undefined;
+  readonly password: string | undefined;
+  readonly tls: boolean;
+}
+
+/**
+ * A comma-separated list of `host:port` (port optional, `[::1]:7000` for IPv6), or with `urls` of
+ * `redis://[user:password@]host:port` and `rediss://…` too: one scheme and one set of credentials for all.
+ * A string is the problem found.
+ */
+function parseRedisNodes(raw: string, options: { urls: boolean; defaultPort: number }): ParsedRedisNodes | string {
+  const entries = raw.split(',').map((entry) => entry.trim()).filter((entry) => entry.length > 0);
+  if (entries.length === 0) return 'lists no node';
+  const nodes: RedisNode[] = [];
+  const schemes = new Set<string>();
+  const credentials = new Set<string>();
+  let username: string | undefined;
+  let password: string | undefined;
+  for (const entry of entries) {
+    const isUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(entry);
+    if (isUrl && !options.urls) return 'each entry is host:port, without a scheme';
+    let url: URL;
+    try {
+      url = new URL(isUrl ? entry : `redis://${entry}`);
+    } catch {
+      return options.urls ? 'each entry is host:port or a redis:// or rediss:// URL' : 'each entry is host:port';
+    }
+    if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') return 'each entry is host:port or a redis:// or rediss:// URL';
+    if (url.hostname === '' || !['', '/'].includes(url.pathname) || url.search !== '' || url.hash !== '') {
+      return options.urls ? 'each entry is host:port or redis[s]://[user:password@]host:port, without a path (Redis Cluster has database 0 only)' : 'each entry is host:port';
+    }
+    schemes.add(url.protocol);
+    if (isUrl) {
+      credentials.add(`${url.username}:${url.password}`);
+      username = url.username === '' ? undefined : decodeURIComponent(url.username);
+      password = url.password === '' ? undefined : decodeURIComponent(url.password);
+    }
+    nodes.push({ host: url.hostname.replace(/^\[(.*)\]$/, '$1'), port: url.port === '' ? options.defaultPort : Number(url.port) });
+  }
+  if (schemes.size > 1) return 'mixes redis:// and rediss://; the nodes of one cluster all use TLS or none does';
+  if (credentials.size > 1) return 'gives different credentials to different nodes; a cluster has one set';
+  return { nodes, username, password, tls: schemes.has('rediss:') };
 }

@@ -10,6 +10,9 @@ import { createMemorySessionStore } from './sessions/memory-session-store.js';
 import { createRedisSessionStore } from './sessions/redis-session-store.js';
 import { createAsyncDelivery, type AsyncDelivery } from './async-delivery.js';
 import { createSessionHub, hubTiming, sessionTiming, type SessionHub } from './sessions/session-hub.js';
+import { silentMetrics } from './contracts/metrics-recorder.js';
+import { createGatewayMetrics } from './metrics/gateway-metrics.js';
+import { startTracing } from './tracing.js';
 
 export interface Gateway {
   readonly app: FastifyInstance;
@@ -35,8 +38,12 @@ export async function createGateway(
   logStream?: DestinationStream,
 ): Promise<Gateway> {
   const drain = createDrain();
-  const resolution = createModelResolution(config, operatorRecords, logger);
-  const dispatch = createDispatchStage(config, logger);
+  // Only with an OTLP endpoint configured: startTracing imports OpenTelemetry then, and not before.
+  const tracing = config.tracing ? await startTracing(config.tracing, logger) : undefined;
+  const metrics = config.metrics.enabled ? createGatewayMetrics() : undefined;
+  const recorder = metrics ?? silentMetrics;
+  const resolution = createModelResolution(config, operatorRecords, logger, recorder);
+  const dispatch = createDispatchStage(config, logger, recorder, tracing?.dispatch);
   const timing = sessionTiming(config);
   const sessions = createSessionHub({
     store: resolution.redis ? createRedisSessionStore({ redis: resolution.redis, namespace: REDIS_NAMESPACE, timing }) : createMemorySessionStore(timing),
@@ -47,7 +54,8 @@ export async function createGateway(
     config,
     dispatcher: dispatch.dispatcher,
     logger,
-    ...(resolution.redis && config.redisUrl && { redis: { connection: resolution.redis, url: config.redisUrl, namespace: REDIS_NAMESPACE } }),
+    recorder,
+    ...(resolution.redis && config.redis && { redis: { connection: resolution.redis, target: config.redis, namespace: REDIS_NAMESPACE } }),
   });
   const app = await buildApp({
     config,
@@ -60,13 +68,18 @@ export async function createGateway(
     delivery,
     ...(resolution.redis && { rateLimitRedis: resolution.redis.client }),
     ...(logStream && { logStream }),
+    ...(metrics && { metrics }),
+    ...(tracing && { tracing }),
   });
+  metrics?.readFrom({ resolution: resolution.metrics, ...(dispatch.pool && { pool: dispatch.pool }) });
   app.addHook('onClose', async () => {
     // Async jobs running here finish (or, past the drain, are taken up by another replica) before the workers' pools close.
     await delivery.close();
     await dispatch.close();
     await sessions.close();
     await resolution.close();
+    // Last: the spans of all the above are sent before the gateway is gone.
+    await tracing?.shutdown();
   });
   return { app, resolution, dispatch, sessions, delivery, drain, close: () => app.close() };
 }

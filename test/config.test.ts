@@ -20,8 +20,9 @@ describe('loadConfig', () => {
       host: '0.0.0.0',
       logLevel: 'info',
       apiKeys: [],
+      metrics: { enabled: true, token: undefined },
       modelCatalogPath: undefined,
-      redisUrl: undefined,
+      redis: undefined,
       registry: { baseUrl: 'https://civitai.com', token: undefined, timeoutMs: 10_000 },
       embeddingMaxBytes: 16 * 1024 * 1024,
       modelCache: { ttlSeconds: 3600, staleSeconds: 86_400, negativeTtlSeconds: 300 },
@@ -55,6 +56,7 @@ describe('loadConfig', () => {
       BODY_LIMIT_BYTES: '65536',
       INLINE_OUTPUT_MAX_MEGAPIXELS: '16',
       REDIS_URL: 'redis://cache.internal:6379/2',
+      REDIS_PASSWORD: 'redis-password',
       CIVITAI_BASE_URL: 'http://registry.internal:8000/',
       CIVITAI_TOKEN: 'civitai-token',
       REGISTRY_TIMEOUT_MS: '2500',
@@ -105,6 +107,12 @@ describe('loadConfig', () => {
       WEBHOOK_MAX_ATTEMPTS: '4',
       WEBHOOK_BACKOFF_MS: '250',
       WEBHOOK_TIMEOUT_MS: '3000',
+      OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector.internal:4318/',
+      OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://traces.internal:4318/custom/traces',
+      OTEL_SERVICE_NAME: 'clipgate-eu-1',
+      OTEL_SDK_DISABLED: 'false',
+      METRICS_ENABLED: 'false',
+      METRICS_TOKEN: 'metrics-token-0123456789',
     });
     expect(config).toEqual({
       environment: 'production',
@@ -112,8 +120,9 @@ describe('loadConfig', () => {
       host: '127.0.0.1',
       logLevel: 'debug',
       apiKeys: ['key-aaaaaaaaaaaaaaaa', 'key-bbbbbbbbbbbbbbbb'],
+      metrics: { enabled: false, token: 'metrics-token-0123456789' },
       modelCatalogPath: '/etc/clipgate/models.json',
-      redisUrl: 'redis://cache.internal:6379/2',
+      redis: { mode: 'single', url: 'redis://cache.internal:6379/2', password: 'redis-password' },
       registry: { baseUrl: 'http://registry.internal:8000', token: 'civitai-token', timeoutMs: 2500 },
       // One key's share never beyond the replica's whole.
       registryLimits: { lookupDeadlineMs: 7000, concurrency: 6, concurrencyPerKey: 6, lookupsPerRequest: 12 },
@@ -154,7 +163,17 @@ describe('loadConfig', () => {
         backoffMs: 250,
         timeoutMs: 3000,
       },
+      // The per-signal endpoint wins over the base one, and is taken as it is.
+      tracing: { tracesUrl: 'http://traces.internal:4318/custom/traces', serviceName: 'clipgate-eu-1' },
     });
+  });
+
+  it('traces only when an OTLP endpoint is set, and not when OTEL_SDK_DISABLED says so', () => {
+    expect(loadConfig({}).tracing).toBeUndefined();
+    expect(loadConfig({ OTEL_SERVICE_NAME: 'lonely' }).tracing).toBeUndefined();
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318/' }).tracing).toEqual({ tracesUrl: 'http://collector:4318/v1/traces', serviceName: 'clipgate' });
+    expect(loadConfig({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://collector:4318', OTEL_SDK_DISABLED: 'true' }).tracing).toBeUndefined();
+    expect(problemsOf({ OTEL_EXPORTER_OTLP_ENDPOINT: 'grpc://collector:4317' })).toEqual([expect.stringContaining('OTEL_EXPORTER_OTLP_ENDPOINT')]);
   });
 
   it('asks webhooks for https in production unless told otherwise, and never echoes the signing secret', () => {
@@ -179,6 +198,62 @@ describe('loadConfig', () => {
   it('never echoes secrets in its messages', () => {
     const problems = problemsOf({ REDIS_URL: 'http://user:hunter2@cache' });
     expect(problems).toEqual([expect.stringContaining('REDIS_URL')]);
+    expect(problems.join()).not.toContain('hunter2');
+  });
+
+  it('reads a Redis Cluster from its seed nodes, with one set of credentials', () => {
+    expect(loadConfig({ REDIS_CLUSTER_NODES: ' 10.0.0.1:7000, redis-b:7001 ,[::1]:7002,redis-d', REDIS_PASSWORD: 'pw' }).redis).toEqual({
+      mode: 'cluster',
+      nodes: [
+        { host: '10.0.0.1', port: 7000 },
+        { host: 'redis-b', port: 7001 },
+        { host: '::1', port: 7002 },
+        { host: 'redis-d', port: 6379 },
+      ],
+      username: undefined,
+      password: 'pw',
+      tls: false,
+    });
+    // A password in the URLs wins over REDIS_PASSWORD, as it does in REDIS_URL.
+    expect(loadConfig({ REDIS_CLUSTER_NODES: 'rediss://app:s%40cret@a:7000,rediss://app:s%40cret@b:7000', REDIS_PASSWORD: 'other' }).redis).toEqual({
+      mode: 'cluster',
+      nodes: [
+        { host: 'a', port: 7000 },
+        { host: 'b', port: 7000 },
+      ],
+      username: 'app',
+      password: 's@cret',
+      tls: true,
+    });
+  });
+
+  it('reads Redis through Sentinel: the sentinels, the master group, and the passwords of each', () => {
+    expect(loadConfig({ REDIS_SENTINELS: 'sentinel-1:26379,sentinel-2', REDIS_SENTINEL_NAME: 'clipgate', REDIS_PASSWORD: 'pw', REDIS_SENTINEL_PASSWORD: 'spw' }).redis).toEqual({
+      mode: 'sentinel',
+      sentinels: [
+        { host: 'sentinel-1', port: 26379 },
+        { host: 'sentinel-2', port: 26379 },
+      ],
+      name: 'clipgate',
+      password: 'pw',
+      sentinelPassword: 'spw',
+    });
+  });
+
+  it('refuses contradictory or incomplete Redis configuration, naming the variables', () => {
+    expect(problemsOf({ REDIS_URL: 'redis://a:6379', REDIS_CLUSTER_NODES: 'b:7000' })).toEqual([expect.stringMatching(/^REDIS_URL, REDIS_CLUSTER_NODES: set only one of/)]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: 'b:7000', REDIS_SENTINELS: 's:26379', REDIS_SENTINEL_NAME: 'm' })).toEqual([expect.stringContaining('REDIS_CLUSTER_NODES, REDIS_SENTINELS: set only one')]);
+    expect(problemsOf({ REDIS_SENTINELS: 's:26379' })).toEqual([expect.stringContaining('REDIS_SENTINEL_NAME: required with REDIS_SENTINELS')]);
+    expect(problemsOf({ REDIS_SENTINEL_NAME: 'm', REDIS_URL: 'redis://a' })).toEqual(['REDIS_SENTINEL_NAME: set without REDIS_SENTINELS']);
+    expect(problemsOf({ REDIS_PASSWORD: 'pw' })).toEqual([expect.stringContaining('REDIS_PASSWORD: set without a Redis')]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: 'a:7000/2' })).toEqual([expect.stringContaining('database 0 only')]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: 'a:notaport' })).toEqual([expect.stringContaining('REDIS_CLUSTER_NODES: each entry is host:port')]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: 'redis://a:7000,rediss://b:7000' })).toEqual([expect.stringContaining('mixes redis:// and rediss://')]);
+    expect(problemsOf({ REDIS_CLUSTER_NODES: ' , ' })).toEqual([expect.stringContaining('lists no node')]);
+    expect(problemsOf({ REDIS_SENTINELS: 'redis://s:26379', REDIS_SENTINEL_NAME: 'm' })).toEqual(['REDIS_SENTINELS: each entry is host:port, without a scheme (got "redis://s:26379")']);
+    // Passwords in cluster URLs are never echoed.
+    const problems = problemsOf({ REDIS_CLUSTER_NODES: 'redis://u:hunter2@a:7000/5' });
+    expect(problems).toEqual([expect.stringContaining('REDIS_CLUSTER_NODES')]);
     expect(problems.join()).not.toContain('hunter2');
   });
 

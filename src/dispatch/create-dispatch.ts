@@ -1,6 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify';
 import type { Config } from '../config.js';
 import type { Dispatcher } from '../contracts/dispatcher.js';
+import { silentMetrics, type MetricsRecorder } from '../contracts/metrics-recorder.js';
+import type { DispatchTracer } from '../contracts/dispatch-tracing.js';
 import { createDirectoryImageStore, type ImageStore } from './image-store.js';
 import { createNoWorkerDispatcher } from './no-worker-dispatcher.js';
 import { createPoolDispatcher } from './pool-dispatcher.js';
@@ -14,7 +16,7 @@ export interface DispatchStage {
 }
 
 /** Builds the dispatch stage from configuration: the worker pool when WORKER_URLS names any workers. */
-export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogger, 'info' | 'warn'>): DispatchStage {
+export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogger, 'info' | 'warn'>, recorder: MetricsRecorder = silentMetrics, tracer?: DispatchTracer): DispatchStage {
   const imageStore = createDirectoryImageStore(config.imageStoreDir);
   // Images of outputType URL are fetched soon after the answer or never; old ones are swept away.
   const ttlMs = config.imageTtlSeconds * 1000;
@@ -35,6 +37,7 @@ export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogg
     clock: Date.now,
     random: Math.random,
     logger,
+    recorder,
   });
   const dispatcher = createPoolDispatcher({
     pool,
@@ -46,6 +49,7 @@ export function createDispatchStage(config: Config, logger: Pick<FastifyBaseLogg
     maxAttempts: config.dispatch.maxAttempts,
     publicBaseUrl: config.publicBaseUrl,
     random: Math.random,
+    ...(tracer && { tracer }),
   });
   return {
     dispatcher,

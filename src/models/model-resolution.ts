@@ -13,6 +13,7 @@ import type { ModelRecord } from '../contracts/model-record.js';
 import { createModelResolver } from './model-resolver.js';
 import { createRegistrySource } from './registry-source.js';
 import type { ModelResolver } from '../contracts/model-resolver.js';
+import { silentMetrics, type MetricsRecorder } from '../contracts/metrics-recorder.js';
 
 /** Keys of every shared Redis entry start with this; bump the version when their shape changes. */
 export const REDIS_NAMESPACE = 'clipgate:v1';
@@ -31,9 +32,10 @@ export function createModelResolution(
   config: Config,
   operatorRecords: readonly ModelRecord[],
   logger: Pick<FastifyBaseLogger, 'info' | 'warn'>,
+  recorder: MetricsRecorder = silentMetrics,
 ): ModelResolution {
   const metrics = createResolutionMetrics();
-  const redis = config.redisUrl ? connectRedis(config.redisUrl, logger) : undefined;
+  const redis = config.redis ? connectRedis(config.redis, logger) : undefined;
   const clock = Date.now;
   const contentStore = createContentStore({
     namespace: REDIS_NAMESPACE,
@@ -57,6 +59,7 @@ export function createModelResolution(
       registry,
       logger,
       metrics,
+      recorder,
       clock,
       ingest: {
         store: contentStore,

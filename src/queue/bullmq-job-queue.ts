@@ -1,9 +1,11 @@
 import { Queue, UnrecoverableError, Worker, type Job } from 'bullmq';
-import { Redis } from 'ioredis';
+import type { RedisTarget } from '../config.js';
+import { createRedisClient } from '../cache/redis-clients.js';
 import { PermanentJobError, type JobQueue, type JobQueueOptions } from '../contracts/job-queue.js';
 
 export interface BullJobQueueOptions<T> extends JobQueueOptions<T> {
-  readonly redisUrl: string;
+  /** The configured Redis (one, a Cluster, or through Sentinel), or a REDIS_URL. */
+  readonly redis: RedisTarget | string;
   /** Key prefix; its hash tag puts every key of the queue in one Redis Cluster slot (BullMQ's scripts need it). */
   readonly prefix: string;
   /**
@@ -28,13 +30,14 @@ interface StoredJob {
  */
 export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue<T> {
   const connection = () => {
-    const redis = new Redis(options.redisUrl, { maxRetriesPerRequest: null, connectionName: `clipgate-${options.name}` });
+    // null: BullMQ refuses a worker connection (or a Cluster's node options) that gives up on a command.
+    const redis = createRedisClient(options.redis, { maxRetriesPerRequest: null, connectionName: `clipgate-${options.name}` });
     // An outage is logged once by the gateway's own Redis connection; this one just reconnects.
     redis.on('error', () => undefined);
     return redis;
   };
   // BullMQ's own start-up commands need the offline queue; a Redis that is down fails an add by ADD_TIMEOUT_MS instead.
-  const producerConnection = new Redis(options.redisUrl, { maxRetriesPerRequest: 1, connectTimeout: 2000, connectionName: `clipgate-${options.name}-producer` });
+  const producerConnection = createRedisClient(options.redis, { maxRetriesPerRequest: 1, connectTimeout: 2000, connectionName: `clipgate-${options.name}-producer` });
   producerConnection.on('error', () => undefined);
   // (The same for the producer: an outage shows as a failed add, answered taskQueueUnavailable.)
   const queue = new Queue<StoredJob>(options.name, { connection: producerConnection, prefix: options.prefix });
@@ -42,6 +45,7 @@ export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue
   const worker = new Worker<StoredJob>(
     options.name,
     async (job: Job<StoredJob>) => {
+      if (job.attemptsMade === 0 && options.onFirstAttempt) options.onFirstAttempt(Date.now() - job.timestamp);
       try {
         await options.process(options.decode(job.data.payload), job.attemptsMade + 1);
       } catch (error) {
@@ -83,6 +87,10 @@ export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue
       );
       await withinTime(adding, ADD_TIMEOUT_MS, 'the job queue (Redis) did not take the job in time');
       return { waiting: await withinTime(queue.getWaitingCount(), ADD_TIMEOUT_MS, 'the job queue (Redis) did not answer in time') };
+    },
+    async counts() {
+      const counts = await withinTime(queue.getJobCounts('waiting', 'active', 'delayed', 'prioritized'), ADD_TIMEOUT_MS, 'the job queue (Redis) did not answer in time');
+      return { waiting: (counts['waiting'] ?? 0) + (counts['prioritized'] ?? 0), active: counts['active'] ?? 0, delayed: counts['delayed'] ?? 0 };
     },
     async close() {
       // A queue whose Redis never came up rejects its close too; shutting down goes on regardless.
