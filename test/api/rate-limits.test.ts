@@ -2,6 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connectRedis, type RedisConnection } from '../../src/cache/redis-connection.js';
 import { buildTestApp, createEchoDispatcher, imageTask, readTaskResponse, testConfig, TEST_API_KEY } from '../helper.js';
 import { startRedisServer, type RedisServer } from '../support/redis-server.js';
+import { openTaskSocket } from '../support/task-socket-client.js';
 
 const OTHER_KEY = 'other-key-0123456789abcdef';
 const config = () => testConfig({ apiKeys: [TEST_API_KEY, OTHER_KEY], rateLimitPerMinute: 3 });
@@ -36,6 +37,44 @@ describe('rate limits per API key', () => {
     await post(app, TEST_API_KEY, true);
     await post(app, TEST_API_KEY);
     expect((await post(app, TEST_API_KEY, true)).statusCode).toBe(429);
+  });
+});
+
+describe('rate limits over WebSocket', () => {
+  it('count each frame of tasks with the key\'s REST requests, refuse each task of a frame past the limit, and never count pings', async () => {
+    const app = await buildTestApp({ config: config(), dispatcher: createEchoDispatcher() });
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    try {
+      const address = app.server.address();
+      const client = await openTaskSocket(`ws://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/v1`);
+      await client.authenticate(TEST_API_KEY);
+      for (let ping = 0; ping < 5; ping++) {
+        client.send([{ taskType: 'ping', ping: true }]);
+        expect(await client.next()).toEqual({ data: [{ taskType: 'ping', pong: true }] });
+      }
+      // One REST request and two frames: the key's three.
+      expect((await post(app, TEST_API_KEY)).statusCode).toBe(200);
+      for (let frame = 0; frame < 2; frame++) {
+        const sent = imageTask({ outputType: 'URL' });
+        client.send([sent]);
+        expect((await client.next((answer) => answer.data?.[0]?.['taskUUID'] === sent['taskUUID'])).data).toHaveLength(1);
+      }
+      const [first, second] = [imageTask({ outputType: 'URL' }), imageTask({ outputType: 'URL' })];
+      client.send([first, second]);
+      const refusals = [await client.next((answer) => answer.errors !== undefined), await client.next((answer) => answer.errors !== undefined)].flatMap((answer) => answer.errors ?? []);
+      expect(refusals).toEqual(
+        [first, second].map((task) => expect.objectContaining({ code: 'rateLimitExceeded', taskUUID: task['taskUUID'], taskType: 'imageInference', retryable: true, retryAfter: expect.any(Number) })),
+      );
+      // The socket stays up and answers pings; REST with the same key is over the limit too.
+      client.send([{ taskType: 'ping', ping: true }]);
+      expect(await client.next((answer) => answer.data?.[0]?.['taskType'] === 'ping')).toEqual({ data: [{ taskType: 'ping', pong: true }] });
+      expect((await post(app, TEST_API_KEY)).statusCode).toBe(429);
+      // Another key's socket has its own count.
+      expect((await post(app, OTHER_KEY)).statusCode).toBe(200);
+      client.close();
+    } finally {
+      await app.close();
+    }
   });
 });
 

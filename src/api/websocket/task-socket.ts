@@ -1,4 +1,4 @@
-import type { FastifyBaseLogger } from 'fastify';
+import type { FastifyBaseLogger, FastifyRequest } from 'fastify';
 import type { WebSocket } from 'ws';
 import { createCancellation, type CancellationSource } from '../../contracts/cancellation.js';
 import type { Principal } from '../../contracts/principal.js';
@@ -10,6 +10,7 @@ import type { Admission, IncomingTask, TaskSink } from '../../tasks/task-type.js
 import { ClientRequestError } from '../client-request-error.js';
 import { refusedWhileDraining, type Drain } from '../drain.js';
 import { parseJsonBody } from '../json-body.js';
+import type { FrameRateLimit } from '../rate-limits.js';
 import { readTaskArray } from '../task-array.js';
 import { toWireJson } from '../wire-json.js';
 
@@ -53,6 +54,10 @@ export interface SocketDependencies {
   /** Sockets each principal holds on this replica. */
   readonly socketsPerPrincipal: Map<string, number>;
   readonly logger: Pick<FastifyBaseLogger, 'debug' | 'warn'>;
+  /** The upgrade request; once the socket authenticates, its principal is the socket's. */
+  readonly request: FastifyRequest;
+  /** Frames of tasks count against the key's rate limit, with its REST requests; absent without a limit. */
+  readonly frameRateLimit?: FrameRateLimit;
 }
 
 type State = { readonly kind: 'anonymous' } | { readonly kind: 'authenticated'; readonly principal: Principal; readonly sessionId: string } | { readonly kind: 'closed' };
@@ -224,6 +229,7 @@ export class TaskSocket implements SessionSocket {
       return 'refused';
     }
     this.state = { kind: 'authenticated', principal, sessionId };
+    this.dependencies.request.principal = principal;
     return resumed ? 'resumed' : 'opened';
   }
 
@@ -231,7 +237,10 @@ export class TaskSocket implements SessionSocket {
   private async admit(tasks: readonly IncomingTask[], sink: FrameSink, run: CancellationSource): Promise<Admission[]> {
     const state = this.state;
     if (state.kind !== 'authenticated') return tasks.map(() => 'skip');
-    const { hub, limits, drain } = this.dependencies;
+    const { hub, limits, drain, frameRateLimit } = this.dependencies;
+    // Once per frame that runs tasks (pings and authentication alone do not count).
+    const overLimit = frameRateLimit && (await frameRateLimit(this.dependencies.request));
+    if (overLimit) return tasks.map((task) => overLimit(task.details));
     return Promise.all(
       tasks.map(async (task): Promise<Admission> => {
         if (drain.draining) return refusedWhileDraining(task.details);

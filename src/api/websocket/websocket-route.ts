@@ -4,6 +4,7 @@ import { createError } from '../../errors.js';
 import type { SessionHub } from '../../sessions/session-hub.js';
 import type { Drain } from '../drain.js';
 import type { TaskService } from '../../tasks/task-service.js';
+import type { FrameRateLimit } from '../rate-limits.js';
 import { sendError } from '../send-error.js';
 import { TaskSocket, type SocketLimits } from './task-socket.js';
 
@@ -12,6 +13,7 @@ export interface WebSocketRouteOptions {
   readonly hub: SessionHub;
   readonly drain: Drain;
   readonly limits: SocketLimits;
+  readonly frameRateLimit?: FrameRateLimit;
 }
 
 /**
@@ -35,10 +37,19 @@ export async function webSocketRoutes(app: FastifyInstance, options: WebSocketRo
     // A plain GET: say what this endpoint is, in the documented error shape.
     handler: (_request, reply) =>
       sendError(reply, createError('routeNotFound', 'GET /v1 is the WebSocket endpoint: connect with an upgrade, or POST task arrays to /v1/tasks.')),
-    wsHandler: (socket) => {
+    wsHandler: (socket, request) => {
       // The TaskSocket lives as long as its socket: the socket's listeners hold it, nothing else needs to.
       // eslint-disable-next-line no-new
-      new TaskSocket(socket, { service: options.service, hub: options.hub, drain: options.drain, limits: options.limits, socketsPerPrincipal, logger: app.log });
+      new TaskSocket(socket, {
+        service: options.service,
+        hub: options.hub,
+        drain: options.drain,
+        limits: options.limits,
+        socketsPerPrincipal,
+        logger: app.log,
+        request,
+        ...(options.frameRateLimit && { frameRateLimit: options.frameRateLimit }),
+      });
     },
   });
 }
