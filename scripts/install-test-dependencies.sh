@@ -15,12 +15,14 @@ as_root() {
 }
 
 # Debian's redis-server (every test that shares state), nginx (docker/nginx.conf, run in front of two
-# gateways) and docker-compose (`config` checks docker/compose.yaml; no Docker engine needed). RUNLEVEL=1: the
-# packages' services are not started; the tests start their own on free loopback ports.
+# gateways), docker-compose (`config` checks docker/compose.yaml; no Docker engine needed) and prometheus
+# (docker/prometheus.yml scraping two gateways, the dashboard's queries). RUNLEVEL=1: the packages' services
+# are not started; the tests start their own on free loopback ports.
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || missing+=(nginx-light)
 command -v docker-compose >/dev/null 2>&1 || missing+=(docker-compose)
+command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 if [ ${#missing[@]} -gt 0 ]; then
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -28,13 +30,9 @@ fi
 redis-server --version
 nginx -v
 docker-compose version --short
+prometheus --version 2>&1 | head -n 1
 
-python3 -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "the worker needs Python 3.11 or newer")'
-if [ ! -x worker/.venv/bin/python ]; then
-  python3 -m venv worker/.venv
-fi
-worker/.venv/bin/python -m pip install -q --disable-pip-version-check -r worker/requirements-test.txt
-worker/.venv/bin/python -c 'import torch, diffusers, transformers; print("worker environment: torch", torch.__version__, "diffusers", diffusers.__version__, "transformers", transformers.__version__)'
+scripts/install-worker.sh
 
 clients=test/integration/clients/python
 for client in runware runware-sdk; do

@@ -12,11 +12,11 @@ function compose(args: readonly string[]): Promise<{ code: number; stdout: strin
 }
 
 describe('docker/compose.yaml', () => {
-  it('is valid, with nginx in front of two replicas, Redis and the tiny worker by default', async () => {
+  it('is valid, with nginx in front of two replicas, Redis, the tiny worker, Prometheus and Grafana by default', async () => {
     const { code, stdout, stderr } = await compose(['config', '--services']);
     expect(code, stderr).toBe(0);
     // docker-compose 1.29 lists services of every profile here; the GPU worker is the one in a profile.
-    expect(stdout.trim().split('\n').sort()).toEqual(['gateway-1', 'gateway-2', 'nginx', 'redis', 'worker', 'worker-gpu']);
+    expect(stdout.trim().split('\n').sort()).toEqual(['gateway-1', 'gateway-2', 'grafana', 'nginx', 'prometheus', 'redis', 'worker', 'worker-gpu']);
   });
 
   it('keeps the GPU worker behind --profile gpu, and is valid with it', async () => {

@@ -95,6 +95,15 @@ describe('nginx (docker/nginx.conf) in front of two replicas', () => {
     expect(answer.requestId).toBeDefined();
   });
 
+  it('keeps each replica\'s /metrics to the inside network, answering in clipgate\'s error shape', async () => {
+    const response = await pool.request({ path: '/metrics', method: 'GET' });
+    expect(response.statusCode).toBe(404);
+    expect(await response.body.json()).toMatchObject({ errors: [{ code: 'routeNotFound' }] });
+    const direct = await fetch(`http://127.0.0.1:${replicas[0]!.port}/metrics`);
+    expect(direct.status).toBe(200);
+    expect(await direct.text()).toContain('clipgate_http_request_duration_seconds');
+  });
+
   it('passes a WebSocket session through the upgrade: authenticate, then a task and its image', async () => {
     const socket = new WebSocket(`${base.replace('http', 'ws')}/v1`);
     const frames: { data?: { taskType: string; taskUUID?: string; connectionSessionUUID?: string; imageURL?: string }[] }[] = [];
