@@ -4,6 +4,7 @@ import type { JobCounts } from '../contracts/job-queue.js';
 import type { MetricsRecorder } from '../contracts/metrics-recorder.js';
 import type { WorkerPool } from '../dispatch/worker-pool.js';
 import type { SessionHub } from '../sessions/session-hub.js';
+import { LatencyHistogram, type HistogramSeries } from './latency-histogram.js';
 
 /**
  * The gateway's Prometheus metrics, one registry per gateway (tests run several in one process). Events are
@@ -36,20 +37,19 @@ export function createGatewayMetrics(): GatewayMetrics {
   const registers = [registry];
   let sources: MetricSources = {};
 
-  const requests = new Histogram({
-    name: 'clipgate_http_request_duration_seconds',
-    help: 'HTTP requests by method, route pattern and status code, from arrival to the last byte of the answer.',
-    labelNames: ['method', 'route', 'status_code'],
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
-  const tasks = new Histogram({
-    name: 'clipgate_task_duration_seconds',
-    help: 'Tasks by task type and outcome (success, or the code of their first error), from their request to their last answer.',
-    labelNames: ['task_type', 'outcome'],
-    buckets: LATENCY_BUCKETS,
-    registers,
-  });
+  // The two histograms every request and task passes through observe without allocating (latency-histogram.ts).
+  const requests = new LatencyHistogram(
+    'clipgate_http_request_duration_seconds',
+    'HTTP requests by method, route pattern and status code, from arrival to the last byte of the answer.',
+    ['method', 'route', 'status_code'],
+    LATENCY_BUCKETS,
+  ).registerIn(registry);
+  const tasks = new LatencyHistogram(
+    'clipgate_task_duration_seconds',
+    'Tasks by task type and outcome (success, or the code of their first error), from their request to their last answer.',
+    ['task_type', 'outcome'],
+    LATENCY_BUCKETS,
+  ).registerIn(registry);
   const workerQueueWait = new Histogram({
     name: 'clipgate_worker_queue_wait_seconds',
     help: 'Time tasks waited in the admission queue for a worker slot (including those that gave up).',
@@ -200,8 +200,9 @@ export function createGatewayMetrics(): GatewayMetrics {
   websocketGauge('clipgate_websocket_sessions_detached', 'WebSocket sessions whose socket dropped, inside their resume window, with tasks running here.', (hub) => hub.watchedCount);
   websocketGauge('clipgate_websocket_tasks_running', 'Tasks sent over WebSocket that run on this replica now.', (hub) => hub.runningCount);
 
-  // Label children are looked up once per combination: observe(labels, value) would hash the labels each time.
-  const requestSeries = new Map<string, Histogram.Internal<'method' | 'route' | 'status_code'>>();
+  // Series by method, then route, then status; by task type, then outcome: nested maps, so a lookup builds no key.
+  const requestSeries = new Map<string, Map<string, Map<number, HistogramSeries>>>();
+  const taskSeries = new Map<string, Map<string, HistogramSeries>>();
 
   return {
     registry,
@@ -209,16 +210,23 @@ export function createGatewayMetrics(): GatewayMetrics {
       sources = { ...sources, ...given };
     },
     requestFinished(method, route, statusCode, seconds) {
-      const key = `${method} ${statusCode} ${route}`;
-      let series = requestSeries.get(key);
-      if (!series) requestSeries.set(key, (series = requests.labels(method, route, String(statusCode))));
-      series.observe(seconds);
+      const byRoute = lookUp(requestSeries, method, () => new Map());
+      const byStatus = lookUp(byRoute, route, () => new Map());
+      lookUp(byStatus, statusCode, () => requests.labels(method, route, String(statusCode))).observe(seconds);
     },
-    taskFinished: (taskType, outcome, seconds) => tasks.labels(taskType, outcome).observe(seconds),
+    taskFinished(taskType, outcome, seconds) {
+      lookUp(lookUp(taskSeries, taskType, () => new Map()), outcome, () => tasks.labels(taskType, outcome)).observe(seconds);
+    },
     workerQueueWait: (seconds) => workerQueueWait.observe(seconds),
     jobQueueWait: (queue, seconds) => jobQueueWait.labels(queue).observe(seconds),
     registryCall: (outcome, seconds) => registryCalls.labels(outcome).observe(seconds),
     modelFileRefused: (code) => refusals.labels(code).inc(),
     webhookAttempt: (outcome, seconds) => webhooks.labels(outcome).observe(seconds),
   };
+}
+
+function lookUp<K, V>(map: Map<K, V>, key: K, create: () => V): V {
+  let value = map.get(key);
+  if (value === undefined) map.set(key, (value = create()));
+  return value;
 }

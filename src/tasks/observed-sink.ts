@@ -8,16 +8,17 @@ import type { TaskSink } from './task-type.js';
  */
 export function observedSink(sink: TaskSink, tasks: readonly unknown[], known: ReadonlySet<string>, recorder: MetricsRecorder): TaskSink {
   const started = performance.now();
-  const outcomes = new Map<number, string>();
+  // By task index: the first error's code of each task that has one.
+  const outcomes: (string | undefined)[] = [];
   return {
     result: (index, result) => sink.result(index, result),
     warnings: (index, warnings) => sink.warnings(index, warnings),
     errors(index, errors) {
-      if (!outcomes.has(index)) outcomes.set(index, errors[0]?.code ?? 'error');
+      outcomes[index] ??= errors[0]?.code ?? 'error';
       sink.errors(index, errors);
     },
     end(index) {
-      recorder.taskFinished(taskTypeLabel(tasks[index], known), outcomes.get(index) ?? 'success', (performance.now() - started) / 1000);
+      recorder.taskFinished(taskTypeLabel(tasks[index], known), outcomes[index] ?? 'success', (performance.now() - started) / 1000);
       sink.end(index);
     },
   };
