@@ -15,6 +15,7 @@ import { startFakeRegistry } from '../test/support/fake-registry.js';
 import { freePort } from '../test/support/free-port.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { startServerProcess, waitUntilReady } from '../test/support/server-process.js';
+import { progressBar, writeLatencyChart } from './report.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -91,13 +92,16 @@ async function main(): Promise<void> {
 
     const results = { with: [] as number[], without: [] as number[] };
     let seconds = { with: 0, without: 0 };
+    const progress = progressBar('warm-path resolution', rounds * 2);
     for (let round = 0; round < rounds; round++) {
       for (const variant of round % 2 === 0 ? (['without', 'with'] as const) : (['with', 'without'] as const)) {
         const started = performance.now();
         results[variant].push(...(await run(pool, variant === 'with', Math.ceil(requestsPerVariant / rounds))));
         seconds = { ...seconds, [variant]: seconds[variant] + (performance.now() - started) / 1000 };
+        progress.advance(round * 2 + (results.with.length > 0 && results.without.length > 0 ? 2 : 1));
       }
     }
+    progress.finish();
     if (registry.calls.versionLookups() !== lookupsAfterWarmup) throw new Error('the warm path called the registry');
 
     const rows = (['without', 'with'] as const).map((variant) => {
@@ -107,6 +111,11 @@ async function main(): Promise<void> {
       return { variant, throughput, p50: percentile(sorted, 50), p99: percentile(sorted, 99), perTaskMicros: (1e6 / (throughput * tasksPerRequest)), mean };
     });
     const [without, withEmbeddings] = rows as [(typeof rows)[number], (typeof rows)[number]];
+    const chart = new URL('./results/resolution-warm-path.svg', import.meta.url).pathname;
+    writeLatencyChart(chart, `warm-path resolution: ${tasksPerRequest} tasks/request, ${embeddings.length} embeddings/task`, [
+      { label: 'without embeddings', latenciesMs: results.without },
+      { label: `with ${embeddings.length} embeddings (warm)`, latenciesMs: results.with },
+    ]);
     process.stdout.write(
       [
         `warm-path resolution: ${tasksPerRequest} tasks/request, ${embeddings.length} embeddings/task, concurrency ${concurrency}, ${requestsPerVariant} requests/variant, ${rounds} alternating rounds`,
@@ -116,6 +125,7 @@ async function main(): Promise<void> {
         ),
         `warm resolution cost per task: ${(withEmbeddings.perTaskMicros - without.perTaskMicros).toFixed(1)} µs (${(withEmbeddings.perTaskMicros / without.perTaskMicros).toFixed(2)}× the task without embeddings; throughput ratio ${(withEmbeddings.throughput / without.throughput).toFixed(2)})`,
         `registry calls during measurement: ${registry.calls.versionLookups() - lookupsAfterWarmup}`,
+        `latency chart: ${chart}`,
         '',
       ].join('\n'),
     );

@@ -20,6 +20,7 @@ import { freePort } from '../test/support/free-port.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
 import { closedLoop, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun } from './load.js';
+import { progressBar, writeLatencyChart } from './report.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -174,6 +175,7 @@ async function main(): Promise<void> {
     }
     sockets = await SocketPool.open(`ws://127.0.0.1:${port}/v1`, concurrency);
     for (const variant of variants) await closedLoop(warmup, concurrency, send[variant]);
+    const progress = progressBar('websocket vs rest', rounds * variants.length);
     for (let round = 0; round < rounds; round++) {
       // A different order each round, so that drift in the machine hits every variant alike.
       const order = [...variants.slice(round % 3), ...variants.slice(0, round % 3)];
@@ -182,8 +184,10 @@ async function main(): Promise<void> {
         const before = processCpuSeconds(pid) ?? NaN;
         runs[variant].push(await closedLoop(perRound, concurrency, send[variant]));
         frontCpu[variant] += (processCpuSeconds(pid) ?? NaN) - before;
+        progress.advance(variants.reduce((sum, each) => sum + runs[each].length, 0));
       }
     }
+    progress.finish();
   } finally {
     sockets?.close();
     await Promise.all([pools.proxy.close(), pools.rest.close()]);
@@ -195,6 +199,12 @@ async function main(): Promise<void> {
   const row = (variant: Variant) =>
     `${labels[variant].padEnd(30)}${results[variant].throughput.toFixed(0).padStart(8)}${results[variant].p50.toFixed(2).padStart(9)}${results[variant].p99.toFixed(2).padStart(9)}${micros(variant).padStart(10)}`;
   const cores = availableParallelism();
+  const chart = new URL('./results/websocket-vs-rest.svg', import.meta.url).pathname;
+  writeLatencyChart(
+    chart,
+    `WebSocket beside REST and the pass-through: ${concurrency} tasks in flight`,
+    variants.map((variant) => ({ label: labels[variant], latenciesMs: runs[variant].flatMap((run) => run.latenciesMs) })),
+  );
   process.stdout.write(
     [
       `WebSocket beside REST: fake worker answering instantly; ${concurrency} tasks in flight; ${perRound * rounds} tasks/variant in ${rounds} rounds after a warm-up of ${warmup}; 1 task (512×512 PNG, base64) per request or frame`,
@@ -204,6 +214,7 @@ async function main(): Promise<void> {
       ...variants.map(row),
       `throughput ratio WebSocket/REST: ${(results.websocket.throughput / results.rest.throughput).toFixed(2)}; p99 WebSocket − REST: ${(results.websocket.p99 - results.rest.p99).toFixed(2)} ms`,
       `throughput ratio REST/proxy: ${(results.rest.throughput / results.proxy.throughput).toFixed(2)}; p99 REST − proxy: ${(results.rest.p99 - results.proxy.p99).toFixed(2)} ms`,
+      `latency chart: ${chart}`,
     ].join('\n') + '\n',
   );
 }
