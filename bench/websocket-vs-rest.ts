@@ -14,13 +14,13 @@
 import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Pool } from 'undici';
-import WebSocket from 'ws';
 import { benchJob, benchTask } from './bench-tasks.js';
 import { freePort } from '../test/support/free-port.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
 import { closedLoop, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun } from './load.js';
 import { progressBar, writeLatencyChart } from './report.js';
+import { SocketPool } from './socket-pool.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -51,67 +51,6 @@ async function sendOverHttp(pool: Pool, variant: 'proxy' | 'rest'): Promise<void
   const text = await response.body.text();
   const ok = variant === 'rest' ? text.includes('"imageBase64Data"') && !text.includes('"errors"') : text.includes('"event":"result"');
   if (response.statusCode !== 200 || !ok) throw new Error(`${labels[variant]} answered ${response.statusCode}: ${text.slice(0, 300)}`);
-}
-
-/** Authenticated sockets, each carrying one task at a time; a task's answer is the frame with its taskUUID. */
-class SocketPool {
-  private readonly idle: WebSocket[] = [];
-  private readonly waiting = new Map<string, { resolve: () => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
-
-  static async open(url: string, count: number): Promise<SocketPool> {
-    const pool = new SocketPool();
-    await Promise.all(Array.from({ length: count }, () => pool.connect(url)));
-    return pool;
-  }
-
-  private async connect(url: string): Promise<void> {
-    const socket = new WebSocket(url, { perMessageDeflate: false });
-    await new Promise<void>((resolve, reject) => {
-      socket.once('open', () => resolve());
-      socket.once('error', reject);
-    });
-    const authenticated = new Promise<void>((resolve, reject) => {
-      socket.once('message', (data: Buffer) => (data.toString().includes('connectionSessionUUID') ? resolve() : reject(new Error(`authentication failed: ${data.toString()}`))));
-    });
-    socket.send(JSON.stringify([{ taskType: 'authentication', apiKey: API_KEY }]));
-    await authenticated;
-    socket.on('message', (data: Buffer) => this.onFrame(data.toString()));
-    this.idle.push(socket);
-  }
-
-  private onFrame(text: string): void {
-    // Only the taskUUID is read: the generator must not pay for parsing the image it would throw away.
-    const taskUUID = /"taskUUID":"([^"]+)"/.exec(text)?.[1];
-    const waiter = taskUUID === undefined ? undefined : this.waiting.get(taskUUID);
-    if (!waiter || taskUUID === undefined) return;
-    this.waiting.delete(taskUUID);
-    clearTimeout(waiter.timer);
-    if (text.startsWith('{"data"') && text.includes('"imageBase64Data"')) waiter.resolve();
-    else waiter.reject(new Error(`clipgate WebSocket answered: ${text.slice(0, 300)}`));
-  }
-
-  async send(): Promise<void> {
-    const socket = this.idle.pop();
-    if (!socket) throw new Error('more tasks in flight than sockets');
-    const sent = benchTask();
-    const taskUUID = sent['taskUUID'] as string;
-    try {
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.waiting.delete(taskUUID);
-          reject(new Error(`no answer for ${taskUUID} within ${requestTimeoutMs} ms`));
-        }, requestTimeoutMs);
-        this.waiting.set(taskUUID, { resolve, reject, timer });
-        socket.send(JSON.stringify([sent]));
-      });
-    } finally {
-      this.idle.push(socket);
-    }
-  }
-
-  close(): void {
-    for (const socket of this.idle) socket.close();
-  }
 }
 
 async function main(): Promise<void> {
@@ -154,7 +93,7 @@ async function main(): Promise<void> {
   const send: Record<Variant, () => Promise<void>> = {
     proxy: () => sendOverHttp(pools.proxy, 'proxy'),
     rest: () => sendOverHttp(pools.rest, 'rest'),
-    websocket: () => sockets!.send(),
+    websocket: () => sockets!.send([benchTask()], '"imageBase64Data"'),
   };
   const runs: Record<Variant, LoadRun[]> = { proxy: [], rest: [], websocket: [] };
   const frontCpu: Record<Variant, number> = { proxy: 0, rest: 0, websocket: 0 };
@@ -173,7 +112,7 @@ async function main(): Promise<void> {
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
-    sockets = await SocketPool.open(`ws://127.0.0.1:${port}/v1`, concurrency);
+    sockets = await SocketPool.open(`ws://127.0.0.1:${port}/v1`, concurrency, API_KEY, requestTimeoutMs);
     for (const variant of variants) await closedLoop(warmup, concurrency, send[variant]);
     const progress = progressBar('websocket vs rest', rounds * variants.length);
     for (let round = 0; round < rounds; round++) {
