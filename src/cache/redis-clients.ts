@@ -20,6 +20,11 @@ export interface RedisClientOptions {
   readonly maxRetriesPerRequest?: number | null;
   /** false: a command while disconnected fails at once instead of waiting. */
   readonly enableOfflineQueue?: boolean;
+  /**
+   * Commands issued in one tick of the event loop go out in one write (ioredis' auto-pipelining; per node on a
+   * cluster): many tasks' ledger scripts share a round trip and a syscall.
+   */
+  readonly autoPipelining?: boolean;
   /** Delay before reconnect attempt `attempt` (for a cluster: after every node was lost). */
   readonly retryStrategy?: (attempt: number) => number | null;
 }
@@ -34,6 +39,7 @@ export function createRedisClient(target: RedisTarget | string, options: RedisCl
     ...(options.maxRetriesPerRequest !== undefined && { maxRetriesPerRequest: options.maxRetriesPerRequest }),
   };
   const behaviour: RedisOptions = {
+    ...(options.autoPipelining !== undefined && { enableAutoPipelining: options.autoPipelining }),
     ...(options.enableOfflineQueue !== undefined && { enableOfflineQueue: options.enableOfflineQueue }),
     ...(options.retryStrategy && { retryStrategy: options.retryStrategy }),
   };
@@ -59,6 +65,7 @@ export function createRedisClient(target: RedisTarget | string, options: RedisCl
           ...(resolved.password !== undefined && { password: resolved.password }),
           ...(resolved.tls && { tls: {} }),
         },
+        ...(options.autoPipelining !== undefined && { enableAutoPipelining: options.autoPipelining }),
         ...(options.enableOfflineQueue !== undefined && { enableOfflineQueue: options.enableOfflineQueue }),
         ...(options.retryStrategy && { clusterRetryStrategy: options.retryStrategy }),
         // The slot map is fetched within the connect timeout too, so a dead seed node is skipped quickly.

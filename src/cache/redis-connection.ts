@@ -44,7 +44,7 @@ export function connectRedis(target: RedisTarget | string, logger: Logger, optio
     // Reconnect forever, backing off to one try every two seconds.
     retryStrategy: (attempt: number) => Math.min(100 * 2 ** attempt, 2000),
   };
-  const client = createRedisClient(target, { ...common, connectionName: 'clipgate', commandTimeout: options.commandTimeoutMs ?? 1000 });
+  const client = createRedisClient(target, { ...common, connectionName: 'clipgate', commandTimeout: options.commandTimeoutMs ?? 1000, autoPipelining: true });
   const subscriber = isCluster(client) ? client : createRedisClient(target, { ...common, connectionName: 'clipgate-subscriber' });
 
   let up = false;
