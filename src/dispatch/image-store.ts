@@ -1,4 +1,5 @@
-import { mkdir, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs';
+import { mkdir, readdir, readFile, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 
 /**
@@ -23,10 +24,10 @@ export function createDirectoryImageStore(directory: string): ImageStore {
       if (!imageNamePattern.test(name)) throw new RangeError(`not an image name: ${name}`);
       ready ??= mkdir(directory, { recursive: true });
       await ready;
-      // Written aside and renamed, so a reader never sees half an image.
-      const partial = join(directory, `.${name}.partial`);
-      await writeFile(partial, bytes);
-      await rename(partial, join(directory, name));
+      // Written under its final name at once: its URL is handed out only after this resolves, so nobody asks for
+      // it half written (and a write cut short by a crash leaves a file nobody has the URL of, swept later).
+      // The callback API: fs/promises' FileHandle costs a promise per step, on every URL image.
+      await new Promise<void>((resolve, reject) => writeFile(join(directory, name), bytes, (error) => (error ? reject(error) : resolve())));
     },
     async get(name) {
       if (!imageNamePattern.test(name)) return undefined;
