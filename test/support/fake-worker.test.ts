@@ -585,3 +585,39 @@ describe('fake worker: concurrency', () => {
     expect(worker.receivedJobs.every((job) => recent.has(job.jobId))).toBe(true);
   });
 });
+
+describe('the fake worker with a simulated GPU', () => {
+  it('runs one job at a time, charging steps and a swap for a model not loaded, and keeps the most recent models loaded', async () => {
+    const worker = await startWorker({
+      maxConcurrency: 8,
+      models: [
+        { air: sd15, family: 'sd1', loaded: true },
+        { air: sdxl, family: 'sdxl', loaded: false },
+      ],
+      gpu: { stepMs: 2, swapMs: 50, maxLoadedModels: 1 },
+    });
+    const finishedAt: number[] = [];
+    const started = performance.now();
+    const run = async (air: string, family: 'sd1' | 'sdxl') => {
+      const response = await postJob(worker, jobRequest({ model: { air, family }, steps: 10 }));
+      const text = await response.body.text();
+      expect(text).toContain('"event":"result"');
+      finishedAt.push(performance.now() - started);
+    };
+    // Sent 5 ms apart, so they arrive in this order while the first still runs: SD 1.5 (loaded: 20 ms), SDXL (a
+    // swap: 70 ms), SD 1.5 again (swapped out meanwhile: 70 ms).
+    const pause = () => new Promise((resolve) => setTimeout(resolve, 5));
+    const runs = [run(sd15, 'sd1')];
+    await pause();
+    runs.push(run(sdxl, 'sdxl'));
+    await pause();
+    runs.push(run(sd15, 'sd1'));
+    await Promise.all(runs);
+    expect(worker.stats.swaps()).toBe(2);
+    expect(worker.stats.gpuBusyMs()).toBe(20 + 70 + 70);
+    // One at a time: the last job ends no sooner than the three costs end to end.
+    expect(Math.max(...finishedAt)).toBeGreaterThanOrEqual(160);
+    const health = (await (await request(`${worker.url}/v1/health`)).body.json()) as { models: { air: string; loaded: boolean }[] };
+    expect(health.models.filter((model) => model.loaded).map((model) => model.air)).toEqual([sd15]);
+  });
+});

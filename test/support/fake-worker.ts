@@ -51,6 +51,12 @@ export interface FakeWorkerOptions {
    * strict worker of the core protocol refuses a field it does not know.
    */
   capabilities?: WorkerCapability[];
+  /**
+   * A simulated GPU, for scheduling benchmarks: accepted jobs run one at a time, each costing `stepMs` per step,
+   * plus `swapMs` when its model is not loaded (it then is, and the least recently used beyond
+   * `maxLoadedModels` is not). Health reports what is loaded. Without it, jobs run side by side in latencyMs.
+   */
+  gpu?: { readonly stepMs: number; readonly swapMs: number; readonly maxLoadedModels: number };
 }
 
 export interface FakeWorkerBehaviour {
@@ -106,6 +112,9 @@ export interface FakeWorkerStats {
   running(): number;
   peakRunning(): number;
   healthChecks(): number;
+  /** With `gpu`: milliseconds the simulated device spent on jobs (steps and swaps), and the model swaps. */
+  gpuBusyMs(): number;
+  swaps(): number;
 }
 
 export interface FakeWorker {
@@ -256,6 +265,12 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
   let peakRunning = 0;
   let healthChecks = 0;
   let closed = false;
+  // The simulated GPU: jobs waiting for the device, whether it is busy, what it spent, models by last use.
+  const deviceQueue: RunningJob[] = [];
+  let deviceBusy = false;
+  let gpuBusyMs = 0;
+  let swaps = 0;
+  const lastUsed = new Map<string, number>();
 
   const server = createServer(handle);
   let port = options.port ?? 0;
@@ -446,7 +461,42 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
         }, progressEveryMs),
       );
     }
+    if (options.gpu) {
+      deviceQueue.push(job);
+      runOnDevice();
+      return;
+    }
     after(job, latencyMs, () => finish(job));
+  }
+
+  /** Starts the next queued job on the simulated device when it is free. */
+  function runOnDevice(): void {
+    const gpu = options.gpu;
+    if (!gpu || deviceBusy) return;
+    let job = deviceQueue.shift();
+    while (job && running.get(job.request.jobId) !== job) job = deviceQueue.shift();
+    if (!job) return;
+    const air = job.request.model.air;
+    const model = models.get(air);
+    let costMs = job.request.steps * job.request.numberResults * gpu.stepMs;
+    lastUsed.set(air, performance.now());
+    if (model && !model.loaded) {
+      costMs += gpu.swapMs;
+      swaps += 1;
+      model.loaded = true;
+      // Least recently used first; this job's model was used last.
+      const loaded = [...models].filter(([, entry]) => entry.loaded).map(([name]) => name);
+      loaded.sort((a, b) => (lastUsed.get(a) ?? 0) - (lastUsed.get(b) ?? 0));
+      for (const evicted of loaded.slice(0, Math.max(0, loaded.length - gpu.maxLoadedModels))) models.get(evicted)!.loaded = false;
+    }
+    deviceBusy = true;
+    gpuBusyMs += costMs;
+    const current = job;
+    setTimeout(() => {
+      deviceBusy = false;
+      finish(current);
+      runOnDevice();
+    }, costMs);
   }
 
   function finish(job: RunningJob): void {
@@ -513,6 +563,8 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       running: () => running.size,
       peakRunning: () => peakRunning,
       healthChecks: () => healthChecks,
+      gpuBusyMs: () => gpuBusyMs,
+      swaps: () => swaps,
     },
     receivedJobs,
     receivedJobHeaders,
