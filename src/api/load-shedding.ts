@@ -11,8 +11,11 @@ export interface LoadSheddingOptions {
   readonly retryAfterSeconds: number;
 }
 
-/** Probes answer whatever the pressure (a shed replica is alive), and workers must always get their files. */
-const NEVER_SHED = /^\/(health|v1\/embeddings)(\/|$)/;
+/**
+ * Probes answer whatever the pressure (a shed replica is alive), so does the scraper (an overloaded replica is
+ * when its metrics matter), and workers must always get their files.
+ */
+const NEVER_SHED = /^\/(health|metrics|v1\/embeddings)(\/|$)/;
 
 /**
  * Load shedding (@fastify/under-pressure): a replica whose event loop lags or whose heap is full refuses new

@@ -16,22 +16,23 @@ export interface RateLimitOptions {
   readonly redis?: RedisClient;
 }
 
-/** Routes a limit does not apply to: probes, the API document, and the files workers fetch. */
-const UNLIMITED = /^\/(health|docs|v1\/embeddings)(\/|$)/;
+/** Routes a limit does not apply to: probes, the scraper, the API document, and the files workers fetch. */
+const UNLIMITED = /^\/(health|metrics|docs|v1\/embeddings)(\/|$)/;
 
-/**
- * Requests per API key (@fastify/rate-limit), counted in Redis when it is configured: `RateLimit-Limit`,
- * `RateLimit-Remaining` and `RateLimit-Reset` on every limited answer, `Retry-After` and `rateLimitExceeded`
- * (429, in the documented shape) past the limit. Counted after the body is read, so a key sent Runware's
- * way (an authentication task first in the array) is the key counted; a request without a key counts against
- * its address. While Redis does not answer, requests are let through rather than refused.
- */
 /**
  * Counts one WebSocket frame of tasks against the key of the socket's request (its principal is set once the
  * socket has authenticated), with that key's REST requests; a refusal for each of its tasks past the limit.
  */
 export type FrameRateLimit = (request: FastifyRequest) => Promise<((details: ErrorDetails) => ApiError) | undefined>;
 
+/**
+ * Requests per API key (@fastify/rate-limit), counted in Redis when it is configured: `RateLimit-Limit`,
+ * `RateLimit-Remaining` and `RateLimit-Reset` on every limited answer, `Retry-After` and `rateLimitExceeded`
+ * (429, in the documented shape) past the limit. Counted after the body is read, so a key sent Runware's
+ * way (an authentication task first in the array) is the key counted; a request without a key counts against
+ * its address. While Redis does not answer, requests are let through rather than refused. Returns the limit
+ * for WebSocket frames (none without a limit).
+ */
 export async function installRateLimits(app: FastifyInstance, options: RateLimitOptions): Promise<FrameRateLimit | undefined> {
   if (options.max === 0) return undefined;
   await app.register(rateLimit, {

@@ -25,6 +25,8 @@ describe('load shedding', () => {
     expect(shed.headers['retry-after']).toBe('1');
     expect(JSON.parse(shed.body)).toMatchObject({ errors: [{ code: 'overloaded', retryable: true }], error: { code: 'overloaded' } });
     expect((await app.inject({ method: 'GET', url: '/health/live' })).statusCode).toBe(200);
+    // The scraper too: an overloaded replica is when its metrics matter.
+    expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200);
     // Calm again after a sample or two.
     await expect.poll(async () => (await send()).statusCode, { timeout: 3000, interval: 200 }).toBe(200);
   });

@@ -29,6 +29,8 @@ describe('rate limits per API key', () => {
     // Another key has its own count; probes are never limited.
     expect((await post(app, OTHER_KEY)).statusCode).toBe(200);
     expect((await app.inject({ method: 'GET', url: '/health/ready' })).statusCode).toBe(200);
+    // Nor the scraper, however often it comes.
+    for (let scrape = 0; scrape < 5; scrape++) expect((await app.inject({ method: 'GET', url: '/metrics' })).statusCode).toBe(200);
   });
 
   it('count a key sent in an authentication task together with the same key sent as a bearer', async () => {
