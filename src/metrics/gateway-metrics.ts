@@ -12,7 +12,10 @@ import { LatencyHistogram, type HistogramSeries } from './latency-histogram.js';
  * worker pool, the resolution counters, the sessions, the queues — so the hot path pays nothing for it.
  */
 export interface GatewayMetrics extends MetricsRecorder {
+  /** This gateway's series; the process's (CPU, memory, event loop, GC) are in `processMetrics`. */
   readonly registry: Registry;
+  /** The exposition /metrics answers: the process's series and this gateway's. */
+  exposition(): Promise<string>;
   /** An HTTP request was answered; `route` is the matched route's pattern, never the raw URL. */
   requestFinished(method: string, route: string, statusCode: number, seconds: number): void;
   /** The parts whose state is read at each scrape; what is not given is not reported. */
@@ -31,9 +34,24 @@ const REGISTRY_BUCKETS = [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const WAIT_BUCKETS = [0.001, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300];
 const BREAKER_STATES = ['closed', 'open', 'half-open'] as const;
 
+/**
+ * prom-client's process and Node.js series, collected once per process: each collection starts an event-loop
+ * delay monitor and a GC observer that are never stopped, so one per gateway would leak them in a process that
+ * builds many (the tests).
+ */
+let processMetrics: Registry | undefined;
+
+function processRegistry(): Registry {
+  if (!processMetrics) {
+    processMetrics = new Registry();
+    collectDefaultMetrics({ register: processMetrics });
+  }
+  return processMetrics;
+}
+
 export function createGatewayMetrics(): GatewayMetrics {
   const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
+  const process = processRegistry();
   const registers = [registry];
   let sources: MetricSources = {};
 
@@ -52,7 +70,7 @@ export function createGatewayMetrics(): GatewayMetrics {
   ).registerIn(registry);
   const workerQueueWait = new Histogram({
     name: 'clipgate_worker_queue_wait_seconds',
-    help: 'Time tasks waited in the admission queue for a worker slot (including those that gave up).',
+    help: 'Time tasks waited in the admission queue for a worker slot: those that found every eligible worker full (including those that gave up).',
     buckets: WAIT_BUCKETS,
     registers,
   });
@@ -84,6 +102,17 @@ export function createGatewayMetrics(): GatewayMetrics {
     registers,
   });
 
+  const workerGauge = (name: string, help: string, read: (worker: WorkerPool['workers'][number]) => number) =>
+    new Gauge({
+      registers: [],
+      name,
+      help,
+      labelNames: ['worker'],
+      collect() {
+        this.reset();
+        for (const worker of sources.pool?.workers ?? []) this.set({ worker: worker.url }, read(worker));
+      },
+    });
   // Gauges read from their sources when scraped. `registers: []` on each: without it prom-client also puts a
   // metric in its process-wide registry, and a second gateway in the process could not make its own.
   const scrapedGauges = [
@@ -95,36 +124,9 @@ export function createGatewayMetrics(): GatewayMetrics {
         this.set(sources.pool?.queueLength ?? 0);
       },
     }),
-    new Gauge({
-      registers: [],
-      name: 'clipgate_worker_in_flight',
-      help: 'Jobs this replica has running on each worker.',
-      labelNames: ['worker'],
-      collect() {
-        this.reset();
-        for (const worker of sources.pool?.workers ?? []) this.set({ worker: worker.url }, worker.inFlight);
-      },
-    }),
-    new Gauge({
-      registers: [],
-      name: 'clipgate_worker_capacity',
-      help: 'Jobs each worker says it runs at once (its last health report).',
-      labelNames: ['worker'],
-      collect() {
-        this.reset();
-        for (const worker of sources.pool?.workers ?? []) this.set({ worker: worker.url }, worker.capacity);
-      },
-    }),
-    new Gauge({
-      registers: [],
-      name: 'clipgate_worker_healthy',
-      help: '1 when the worker answers its health checks, else 0.',
-      labelNames: ['worker'],
-      collect() {
-        this.reset();
-        for (const worker of sources.pool?.workers ?? []) this.set({ worker: worker.url }, worker.healthy ? 1 : 0);
-      },
-    }),
+    workerGauge('clipgate_worker_in_flight', 'Jobs this replica has running on each worker.', (worker) => worker.inFlight),
+    workerGauge('clipgate_worker_capacity', 'Jobs each worker says it runs at once (its last health report).', (worker) => worker.capacity),
+    workerGauge('clipgate_worker_healthy', '1 when the worker answers its health checks, else 0.', (worker) => (worker.healthy ? 1 : 0)),
     new Gauge({
       registers: [],
       name: 'clipgate_worker_breaker_state',
@@ -206,6 +208,10 @@ export function createGatewayMetrics(): GatewayMetrics {
 
   return {
     registry,
+    async exposition() {
+      const [own, shared] = await Promise.all([registry.metrics(), process.metrics()]);
+      return `${shared}\n${own}`;
+    },
     readFrom(given) {
       sources = { ...sources, ...given };
     },

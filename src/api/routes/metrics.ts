@@ -19,7 +19,7 @@ export async function metricsRoutes(app: FastifyInstance, options: { metrics: Ga
         throw new ClientRequestError(createError('invalidMetricsToken', '/metrics needs the header "Authorization: Bearer <METRICS_TOKEN>" with this gateway\'s metrics token.'));
       }
     }
-    const body = await options.metrics.registry.metrics();
+    const body = await options.metrics.exposition();
     return reply.type(options.metrics.registry.contentType).send(body);
   });
 }
