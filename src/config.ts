@@ -269,6 +269,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     );
   }
   const values = parsed.data;
+  if (values.METRICS_TOKEN !== undefined && values.METRICS_ENABLED === 'false') {
+    throw new ConfigError(['METRICS_TOKEN: set while METRICS_ENABLED=false, so it would protect nothing; unset one of them']);
+  }
   if (values.NODE_ENV === 'production' && values.API_KEYS.length === 0) {
     throw new ConfigError(['API_KEYS: required when NODE_ENV=production; an open gateway would serve anyone']);
   }

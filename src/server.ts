@@ -31,6 +31,9 @@ async function main(): Promise<void> {
   if (config.apiKeys.length === 0) {
     app.log.warn('API_KEYS is not set: the API is open to anyone who can reach it. Set API_KEYS before exposing it.');
   }
+  if (config.metrics.enabled && config.metrics.token === undefined && config.environment === 'production') {
+    app.log.warn('METRICS_TOKEN is not set: /metrics (worker URLs, load) answers anyone who reaches this port. Set it, or keep /metrics off the public network.');
+  }
   app.log.info(
     {
       operatorModels: operatorRecords.length,

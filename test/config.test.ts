@@ -111,7 +111,7 @@ describe('loadConfig', () => {
       OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://traces.internal:4318/custom/traces',
       OTEL_SERVICE_NAME: 'clipgate-eu-1',
       OTEL_SDK_DISABLED: 'false',
-      METRICS_ENABLED: 'false',
+      METRICS_ENABLED: 'true',
       METRICS_TOKEN: 'metrics-token-0123456789',
     });
     expect(config).toEqual({
@@ -120,7 +120,7 @@ describe('loadConfig', () => {
       host: '127.0.0.1',
       logLevel: 'debug',
       apiKeys: ['key-aaaaaaaaaaaaaaaa', 'key-bbbbbbbbbbbbbbbb'],
-      metrics: { enabled: false, token: 'metrics-token-0123456789' },
+      metrics: { enabled: true, token: 'metrics-token-0123456789' },
       modelCatalogPath: '/etc/clipgate/models.json',
       redis: { mode: 'single', url: 'redis://cache.internal:6379/2', password: 'redis-password' },
       registry: { baseUrl: 'http://registry.internal:8000', token: 'civitai-token', timeoutMs: 2500 },
@@ -268,6 +268,12 @@ describe('loadConfig', () => {
       expect(problems.some((problem) => problem.startsWith(`${variable}:`)), variable).toBe(true);
     }
     expect(problems.find((problem) => problem.startsWith('PORT'))).toContain('"eighty"');
+  });
+
+  it('refuses a METRICS_TOKEN that would protect nothing, without echoing it', () => {
+    expect(() => loadConfig({ METRICS_ENABLED: 'false', METRICS_TOKEN: 'metrics-token-0123456789' })).toThrow(/METRICS_TOKEN: set while METRICS_ENABLED=false/);
+    expect(() => loadConfig({ METRICS_ENABLED: 'false', METRICS_TOKEN: 'metrics-token-0123456789' })).not.toThrow(/metrics-token-0123456789/);
+    expect(() => loadConfig({ METRICS_TOKEN: 'short' })).toThrow(/METRICS_TOKEN: must be at least 16 characters$/m);
   });
 
   it('refuses to start in production without API keys', () => {
