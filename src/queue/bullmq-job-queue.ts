@@ -45,7 +45,8 @@ export function createBullJobQueue<T>(options: BullJobQueueOptions<T>): JobQueue
   const worker = new Worker<StoredJob>(
     options.name,
     async (job: Job<StoredJob>) => {
-      if (job.attemptsMade === 0 && options.onFirstAttempt) options.onFirstAttempt(Date.now() - job.timestamp);
+      // The first run only: not a retry, nor a run again after its replica died (a stall).
+      if (job.attemptsMade === 0 && job.stalledCounter === 0 && options.onFirstAttempt) options.onFirstAttempt(Date.now() - job.timestamp);
       try {
         await options.process(options.decode(job.data.payload), job.attemptsMade + 1);
       } catch (error) {
