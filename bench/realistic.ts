@@ -130,7 +130,7 @@ async function main(): Promise<void> {
     { outputTailChars: 16_384, ...(args['cpu-prof'] !== undefined && { profileDir: resolve(args['cpu-prof']) }) },
   );
   children.push(gateway.child);
-  const redisPid = Number((/^(\d+)$/m.exec(await redisPidOf(redis.port)) ?? [])[1]);
+  const redisPid = redis.pid;
 
   const clipgate = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency });
   const passThrough = new Pool(proxy.url, { connections: concurrency });
@@ -245,12 +245,6 @@ async function main(): Promise<void> {
   ]);
   lines.push(`latency chart: ${chart}`);
   process.stdout.write(`${lines.join('\n')}\n`);
-}
-
-/** The redis-server listening on this port, by its command line (the support module does not expose its pid). */
-async function redisPidOf(redisPort: number): Promise<string> {
-  const { execFile } = await import('node:child_process');
-  return new Promise((resolve) => execFile('pgrep', ['-f', `redis-server .*${redisPort}`], (_error, stdout) => resolve(stdout.trim().split('\n')[0] ?? '')));
 }
 
 if (args['serve-fake-worker']) await serveFakeWorker();

@@ -93,12 +93,13 @@ async function main(): Promise<void> {
     const results = { with: [] as number[], without: [] as number[] };
     let seconds = { with: 0, without: 0 };
     const progress = progressBar('warm-path resolution', rounds * 2);
+    let measured = 0;
     for (let round = 0; round < rounds; round++) {
       for (const variant of round % 2 === 0 ? (['without', 'with'] as const) : (['with', 'without'] as const)) {
         const started = performance.now();
         results[variant].push(...(await run(pool, variant === 'with', Math.ceil(requestsPerVariant / rounds))));
         seconds = { ...seconds, [variant]: seconds[variant] + (performance.now() - started) / 1000 };
-        progress.advance(round * 2 + (results.with.length > 0 && results.without.length > 0 ? 2 : 1));
+        progress.advance(++measured);
       }
     }
     progress.finish();

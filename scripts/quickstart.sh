@@ -31,11 +31,13 @@ if [ -z "${WORKER_URLS:-}" ]; then
   echo "quickstart: starting the reference worker in tiny mode on 127.0.0.1:${worker_port} (its images are noise)"
   (cd worker && WORKER_TINY=1 WORKER_HOST=127.0.0.1 WORKER_PORT="$worker_port" exec .venv/bin/python -m clipgate_worker) &
   worker_pid=$!
+  ready=""
   for _ in $(seq 1 240); do
     if ! kill -0 "$worker_pid" 2>/dev/null; then echo "quickstart: the worker exited before it was ready" >&2; exit 1; fi
-    if node -e "fetch('http://127.0.0.1:${worker_port}/v1/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; then break; fi
+    if node -e "fetch('http://127.0.0.1:${worker_port}/v1/health').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"; then ready=1; break; fi
     sleep 0.5
   done
+  if [ -z "$ready" ]; then echo "quickstart: the worker did not answer its health check within 120 s" >&2; exit 1; fi
   export WORKER_URLS="http://127.0.0.1:${worker_port}"
 fi
 

@@ -4,7 +4,7 @@ import type { Config } from './config.js';
 import type { AttemptSpan, DispatchSpan, DispatchTracer } from './contracts/dispatch-tracing.js';
 
 /**
- * OpenTelemetry traces (docs/decisions-tracing.md): a span per HTTP request (@fastify/otel), a span per task's
+ * OpenTelemetry traces (docs/decisions.md, "OpenTelemetry traces"): a span per HTTP request (@fastify/otel), a span per task's
  * dispatch with one child per attempt on a worker, and the attempt's W3C trace context in the job request, so
  * a worker's log lines carry the trace id. Exported in batches over OTLP/HTTP (JSON).
  *

@@ -6,7 +6,7 @@ import type { RedisTarget } from '../config.js';
  * REDIS_CLUSTER_NODES or REDIS_SENTINELS): the gateway's command and subscriber connections, and BullMQ's.
  * A Cluster and a Redis share their command methods, pub/sub and scripts (defineCommand); what differs is
  * that commands of one call (MGET, a pipeline, a script's keys) must stay in one hash slot on a Cluster —
- * see `getMany` below and docs/decisions-redis-cluster.md.
+ * see `getMany` below and docs/decisions.md ("Redis Cluster and Sentinel").
  */
 export type RedisClient = Redis | Cluster;
 

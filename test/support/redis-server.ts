@@ -9,6 +9,8 @@ import { freePort } from './free-port.js';
 export interface RedisServer {
   readonly port: number;
   readonly url: string;
+  /** The running server's process id (a restart gives another); undefined while it is down. */
+  readonly pid: number | undefined;
   kill(): Promise<void>;
   restart(): Promise<void>;
   stop(): Promise<void>;
@@ -56,6 +58,9 @@ export async function startRedisServer(): Promise<RedisServer> {
   return {
     port,
     url: `redis://127.0.0.1:${port}`,
+    get pid() {
+      return child?.pid;
+    },
     kill,
     restart: async () => {
       await kill();
