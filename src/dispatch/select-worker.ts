@@ -1,8 +1,9 @@
 /**
  * Which worker gets a task (DESIGN §6): only workers that serve its model; among those with a free slot,
- * prefer the ones that already have the model loaded (a model swap costs seconds on a GPU); then the less
- * loaded of two picked at random — "power of two choices", which spreads load almost as well as scanning
- * for the least loaded without herding every gateway replica onto the same worker.
+ * prefer the ones that already have the model loaded, or hold jobs of it (a model swap costs seconds on a
+ * GPU, and one already under way is paid for); then the less loaded of two picked at random — "power of two
+ * choices", which spreads load almost as well as scanning for the least loaded without herding every gateway
+ * replica onto the same worker.
  */
 
 export interface WorkerCandidate {
@@ -10,6 +11,7 @@ export interface WorkerCandidate {
   /** Healthy and its breaker lets a job through. */
   readonly available: boolean;
   serves(model: string): boolean;
+  /** Has the model loaded, or holds jobs of it that will have loaded it (the swap is paid for already). */
   hasLoaded(model: string): boolean;
   /** Whether its health report advertises this optional feature of the protocol. */
   can(capability: string): boolean;

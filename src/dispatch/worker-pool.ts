@@ -24,6 +24,11 @@ export interface PooledWorker extends WorkerCandidate {
   inFlight: number;
   /** Models this gateway ran there since the last health report: loaded now, whatever the report said. */
   readonly loadedHere: Set<string>;
+  /**
+   * Jobs of each model this replica has running or queued there now: a job sent behind them finds the model
+   * loaded, its swap paid for by the first (the health report says so only once that first job has started).
+   */
+  readonly heldModels: Map<string, number>;
   /** The last health report's models, and those it says are loaded, as sets: selection asks for every task. */
   readonly reportedModels: Set<string>;
   readonly reportedLoaded: Set<string>;
@@ -107,6 +112,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       failedPolls: 0,
       inFlight: 0,
       loadedHere: new Set<string>(),
+      heldModels: new Map<string, number>(),
       get available() {
         return worker.healthy && worker.breaker.canAttempt();
       },
@@ -118,7 +124,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       capabilities: new Set<string>(),
       serves: (model) => worker.reportedModels.has(model),
       can: (capability) => worker.capabilities.has(capability),
-      hasLoaded: (model) => worker.loadedHere.has(model) || worker.reportedLoaded.has(model),
+      hasLoaded: (model) => worker.heldModels.has(model) || worker.loadedHere.has(model) || worker.reportedLoaded.has(model),
     };
     return worker;
   });
@@ -137,6 +143,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     if (selection.kind === 'full') return { kind: 'wait' };
     const worker = selection.worker;
     worker.inFlight++;
+    worker.heldModels.set(model, (worker.heldModels.get(model) ?? 0) + 1);
     worker.breaker.onAttempt();
     const started = options.clock();
     let released = false;
@@ -148,6 +155,9 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           if (released) return;
           released = true;
           worker.inFlight--;
+          const held = (worker.heldModels.get(model) ?? 1) - 1;
+          if (held > 0) worker.heldModels.set(model, held);
+          else worker.heldModels.delete(model);
           if (outcome === 'success') {
             worker.breaker.onSuccess();
             worker.loadedHere.add(model);
