@@ -26,7 +26,7 @@ import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
 import { benchJob, benchTask } from './bench-tasks.js';
 import { progressBar, writeLatencyChart } from './report.js';
-import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun, type LoadSummary } from './load.js';
+import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startWorkerAndProxy, summarise, superviseChildren, type LoadRun, type LoadSummary } from './load.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -153,10 +153,7 @@ async function main(): Promise<void> {
 
   const children = superviseChildren('dispatch-overhead', runDeadlineMs);
 
-  const worker = await startHelperProcess('bench/dispatch-overhead.ts', ['--serve-fake-worker']);
-  children.push(worker.child);
-  const proxy = await startHelperProcess('bench/passthrough-proxy.ts', [worker.url]);
-  children.push(proxy.child);
+  const { worker, proxy } = await startWorkerAndProxy('bench/dispatch-overhead.ts', children);
   const port = await freePort();
   const gatewayEnv = {
     PORT: String(port),

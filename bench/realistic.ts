@@ -26,7 +26,7 @@ import { loraFile } from '../test/support/lora-fixtures.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
-import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun } from './load.js';
+import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startWorkerAndProxy, summarise, superviseChildren, type LoadRun } from './load.js';
 import { progressBar, writeLatencyChart } from './report.js';
 import { SocketPool } from './socket-pool.js';
 
@@ -107,10 +107,7 @@ async function main(): Promise<void> {
   const [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
   registry.addModelVersion({ modelId: 7808, versionId: 9208, name: 'EasyNegative', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'easynegative.safetensors', bytes: kohyaSafetensorsFile(randomVectors(8, 768, 1), 8, 768) }] });
   registry.addModelVersion({ modelId: 8801, versionId: 9901, name: 'Style', type: 'LORA', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: loraFile('sd1', 'kohya') }] });
-  const worker = await startHelperProcess('bench/realistic.ts', ['--serve-fake-worker']);
-  children.push(worker.child);
-  const proxy = await startHelperProcess('bench/passthrough-proxy.ts', [worker.url]);
-  children.push(proxy.child);
+  const { worker, proxy } = await startWorkerAndProxy('bench/realistic.ts', children);
   const port = await freePort();
   const gateway = await startGatewayAsNpmStartDoes(
     {

@@ -18,7 +18,7 @@ import { benchJob, benchTask } from './bench-tasks.js';
 import { freePort } from '../test/support/free-port.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
-import { closedLoop, processCpuSeconds, startHelperProcess, summarise, superviseChildren, type LoadRun } from './load.js';
+import { closedLoop, processCpuSeconds, startWorkerAndProxy, summarise, superviseChildren, type LoadRun } from './load.js';
 import { progressBar, writeLatencyChart } from './report.js';
 import { SocketPool } from './socket-pool.js';
 
@@ -67,10 +67,7 @@ async function main(): Promise<void> {
   const children = superviseChildren('websocket-vs-rest', runDeadlineMs);
 
   // The worker and the proxy of the dispatch benchmark, so that the REST/proxy ratio reads the same.
-  const worker = await startHelperProcess('bench/dispatch-overhead.ts', ['--serve-fake-worker']);
-  children.push(worker.child);
-  const proxy = await startHelperProcess('bench/passthrough-proxy.ts', [worker.url]);
-  children.push(proxy.child);
+  const { worker, proxy } = await startWorkerAndProxy('bench/dispatch-overhead.ts', children);
   const port = await freePort();
   const gateway = await startGatewayAsNpmStartDoes(
     {
