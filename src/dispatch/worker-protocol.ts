@@ -67,6 +67,14 @@ export const workerHealthSchema = z
     ),
     maxConcurrency: z.int().min(1).meta({ description: 'Jobs the worker runs or queues at once; more are refused with 429 `busy`.' }),
     load: z.object({ running: z.int().min(0), queued: z.int().min(0) }),
+    batchSize: z
+      .int()
+      .min(1)
+      .optional()
+      .meta({
+        description:
+          'The most images the worker draws in one UNet pass: queued jobs with the same model, size, steps, scheduler, CFG and LoRA set share it, each image with its own seed. Absent: 1 (one job at a time).',
+      }),
     // Names the gateway does not know are kept out rather than refused: a newer worker may do more.
     capabilities: z
       .array(z.string())

@@ -12,6 +12,14 @@ Builds full-size SD 1.5 and SDXL architectures with random weights (nothing is d
     python -m bench.gpu_bench                 # on a GPU machine (fp16)
     python -m bench.gpu_bench --tiny          # end-to-end check on any CPU, tiny pipelines, tiny sizes
 
+With --batching it measures batching instead: images/s when the Generator draws compatible jobs together, in
+batches of 1 (one job at a time, as before batching), 2, 4 and 8, each job with its own prompt, seed and
+embedding and all with the same LoRA (a batch shares one LoRA set), at 512² (SD 1.5) and 1024² (SDXL), 20 steps,
+and the ratio of each to one job at a time:
+
+    python -m bench.gpu_bench --batching          # on a GPU machine (fp16, random full-size weights)
+    python -m bench.gpu_bench --batching --tiny   # the same on a CPU with tiny pipelines, to check the script
+
 Run from worker/. Prints a table; with --json PATH also writes the numbers.
 """
 
@@ -20,6 +28,8 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
+import math
 import statistics
 import sys
 import tempfile
@@ -35,6 +45,8 @@ from safetensors.torch import save_file
 from clipgate_worker.conditioning_types import Family, PlacedEmbedding
 from clipgate_worker.embedding_file import load_embedding_file
 from clipgate_worker.generate import Generator, encode_image
+from clipgate_worker.lora_adapters import PlacedLora
+from clipgate_worker.models import BatchJob
 from clipgate_worker.text_conditioning import TextConditioner
 
 PROMPT = "a lighthouse on a cliff at dusk, dramatic clouds, oil painting, highly detailed"
@@ -348,11 +360,141 @@ def report(rows: list[dict[str, Any]], device: str, tiny: bool) -> str:
     return "\n".join(lines)
 
 
+# --------------------------------------------------------------------------- batching
+
+
+LORA_RANK = 4
+LORA_PROJECTIONS = {"unet": ("to_q", "to_k", "to_v", "to_out.0"), "text": ("q_proj", "k_proj", "v_proj", "out_proj")}
+
+
+def write_lora(directory: Path, pipeline: Any, family: Family, seed: int = 7) -> PlacedLora:
+    """A random rank-4 LoRA in PEFT naming on every attention projection of the UNet and the text encoder(s).
+    Small values: random weights already make noise, and the LoRA must not push fp16 activations to infinity."""
+    generator = torch.Generator().manual_seed(seed)
+    parts = [("unet", pipeline.unet, LORA_PROJECTIONS["unet"]), ("text_encoder", pipeline.text_encoder, LORA_PROJECTIONS["text"])]
+    if family == "sdxl":
+        parts.append(("text_encoder_2", pipeline.text_encoder_2, LORA_PROJECTIONS["text"]))
+    tensors: dict[str, torch.Tensor] = {}
+    for part, module, suffixes in parts:
+        for name, linear in module.named_modules():
+            if not (isinstance(linear, torch.nn.Linear) and name.endswith(suffixes)):
+                continue
+            if part != "unet" and not name.startswith("text_model."):
+                name = f"text_model.{name}"  # the checkpoint naming of transformers 4, which diffusers expects
+            tensors[f"{part}.{name}.lora_A.weight"] = torch.randn(LORA_RANK, linear.in_features, generator=generator) * 0.01
+            tensors[f"{part}.{name}.lora_B.weight"] = torch.randn(linear.out_features, LORA_RANK, generator=generator) * 0.01
+    path = directory / f"lora-{family}-{seed}.safetensors"
+    save_file(tensors, str(path))
+    return PlacedLora(sha256=hashlib.sha256(path.read_bytes()).hexdigest(), path=path, size_bytes=path.stat().st_size, weight=0.8)
+
+
+class _NoControl:
+    """A job's control in the bench: no progress to stream, never cancelled."""
+
+    def on_step(self, _step: int, _steps: int) -> None:
+        return None
+
+    def raise_if_cancelled(self) -> None:
+        return None
+
+
+class _FallbackCounter(logging.Handler):
+    """Counts the generator's "running each alone" warnings: a batch that fell back measured nothing batched."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "running each alone" in record.getMessage():
+            self.count += 1
+
+
+def bench_batching(family: Family, device: torch.device, dtype: torch.dtype, tiny: bool, repeats: int, sizes: list[int]) -> dict[str, Any]:
+    """Images/s for the same jobs drawn in batches of each size; size 1 is one job at a time."""
+    size = 64 if tiny else (512 if family == "sd1" else 1024)
+    steps = 2 if tiny else 20
+    build_started = time.perf_counter()
+    pipeline = tiny_pipeline(family).to(device) if tiny else full_pipeline(family, device, dtype)
+    build_seconds = time.perf_counter() - build_started
+    directory = Path(tempfile.mkdtemp(prefix="clipgate-bench-batching-"))
+    generator = Generator(pipeline, family, device)
+    lora = write_lora(directory, pipeline, family)
+    count = max(sizes)
+    jobs = []
+    for index in range(count):
+        path, sha = write_embedding(directory, family, 500 + index)
+        embedding = PlacedEmbedding(load_embedding_file(path, sha), 1.0, "positive")
+        spec = job(family, size, steps, seed=1000 + index)
+        spec.positive_prompt = f"{PROMPT}, variation {index}"
+        jobs.append(BatchJob(spec, [embedding], _NoControl()))  # type: ignore[arg-type]
+    fallbacks = _FallbackCounter()
+    logging.getLogger("clipgate_worker.generate").addHandler(fallbacks)
+
+    def draw_all(batch_size: int) -> None:
+        """Every job once, in batches of batch_size; a failed job fails the bench (nothing would be measured)."""
+        for start in range(0, count, batch_size):
+            for outcome in generator.run_batch(jobs[start : start + batch_size], [lora]):
+                if isinstance(outcome, Exception):
+                    raise outcome
+
+    results: dict[str, Any] = {"family": family, "size": size, "steps": steps, "jobs": count, "build_seconds": round(build_seconds, 1)}
+    # Untimed rounds first, one per batch size: kernels for each shape chosen and cached, the LoRA loaded, GPU clocks up.
+    for batch_size in sizes:
+        draw_all(batch_size)
+    seconds: dict[int, list[float]] = {batch_size: [] for batch_size in sizes}
+    peak: dict[int, float] = {}
+    for _ in range(repeats):
+        # Sizes alternate round by round, so clock ramps and thermal drift hit all of them alike.
+        for batch_size in sizes:
+            if device.type == "cuda":
+                torch.cuda.reset_peak_memory_stats(device)
+            seconds[batch_size].append(timed(device, lambda batch_size=batch_size: draw_all(batch_size)))
+            if device.type == "cuda":
+                peak[batch_size] = max(peak.get(batch_size, 0.0), torch.cuda.max_memory_allocated(device) / 2**30)
+    logging.getLogger("clipgate_worker.generate").removeHandler(fallbacks)
+    one_at_a_time = count / statistics.median(seconds[sizes[0]])
+    for batch_size in sizes:
+        median_s = statistics.median(seconds[batch_size])
+        images_per_s = count / median_s
+        results[f"batch_{batch_size}"] = {
+            "images_per_s": round(images_per_s, 3),
+            "ms_per_batch": round(median_s * 1000 / math.ceil(count / batch_size), 1),
+            "ratio": round(images_per_s / one_at_a_time, 3),
+            "peak_gib": round(peak[batch_size], 2) if batch_size in peak else None,
+        }
+    results["fallbacks"] = fallbacks.count
+    del pipeline, generator
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+    return results
+
+
+def batching_report(rows: list[dict[str, Any]], device: str, tiny: bool) -> str:
+    weights = "tiny random pipelines (a check of the script, not a measurement)" if tiny else "random full-size weights"
+    lines = [f"clipgate worker batching benchmark on {device}: {weights}; each job 1 image, its own embedding, one shared LoRA", ""]
+    for row in rows:
+        lines.append(f"{row['family']} at {row['size']}², {row['steps']} steps, {row['jobs']} jobs (built in {row['build_seconds']} s)")
+        lines.append(f"  {'batch':<24}{'images/s':>10}{'ms/batch':>11}{'× one at a time':>17}{'peak GiB':>10}")
+        for key in [key for key in row if key.startswith("batch_")]:
+            numbers = row[key]
+            batch_size = key.removeprefix("batch_")
+            label = batch_size + (" (one job at a time)" if batch_size == "1" else "")
+            peak = "" if numbers["peak_gib"] is None else numbers["peak_gib"]
+            lines.append(f"  {label:<24}{numbers['images_per_s']:>10}{numbers['ms_per_batch']:>11}{numbers['ratio']:>17}{peak:>10}")
+        if row["fallbacks"]:
+            lines.append(f"  WARNING: {row['fallbacks']} batch(es) failed and ran job by job; their sizes measured nothing batched")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="tiny pipelines at tiny sizes, to check the script on a CPU")
     parser.add_argument("--families", default="sd1,sdxl")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batching", action="store_true", help="measure batched generation against one job at a time")
+    parser.add_argument("--batch-sizes", default="1,2,4,8", help="with --batching: the batch sizes (1 is one job at a time)")
     parser.add_argument("--json", type=Path, help="also write the numbers here")
     arguments = parser.parse_args(argv)
 
@@ -364,8 +506,14 @@ def main(argv: list[str] | None = None) -> int:
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
-    rows = [bench_family(family, device, dtype, arguments.tiny, arguments.repeats) for family in arguments.families.split(",")]  # type: ignore[arg-type]
-    text = report(rows, name, arguments.tiny)
+    families = arguments.families.split(",")
+    if arguments.batching:
+        sizes = [int(size) for size in arguments.batch_sizes.split(",")]
+        rows = [bench_batching(family, device, dtype, arguments.tiny, arguments.repeats, sizes) for family in families]  # type: ignore[arg-type]
+        text = batching_report(rows, name, arguments.tiny)
+    else:
+        rows = [bench_family(family, device, dtype, arguments.tiny, arguments.repeats) for family in families]  # type: ignore[arg-type]
+        text = report(rows, name, arguments.tiny)
     print(text)
     if arguments.json:
         arguments.json.write_text(json.dumps({"device": name, "torch": torch.__version__, "results": rows}, indent=2))

@@ -93,17 +93,18 @@ def main() -> int:
         kind=LORA_FILES,
         headers_for=registry_headers(settings),
     )
-    queue = JobQueue(settings.queue_max)
+    queue = JobQueue(settings.queue_max, batch_size=settings.batch_size)
     app = create_app(settings, models, store, queue, lora_store=lora_store)
     served = ", ".join(f"{model.air} ({model.family})" for model in models.served())
     logger.info(
-        "clipgate-worker on http://%s:%d serving %s%s; device %s, %s, max concurrency %d",
+        "clipgate-worker on http://%s:%d serving %s%s; device %s, %s, batches of up to %d images, max concurrency %d",
         settings.host,
         settings.port,
         served,
         " as tiny random pipelines" if settings.tiny else "",
         settings.device,
         str(settings.dtype).removeprefix("torch."),
+        settings.batch_size,
         settings.max_concurrency,
     )
     config = uvicorn.Config(

@@ -23,8 +23,9 @@ from .errors import UnknownModel
 from .settings import ModelSource, Settings
 
 if TYPE_CHECKING:
-    from .lora_adapters import PlacedLora
+    from .job_queue import JobControl
     from .job_spec import JobSpec
+    from .lora_adapters import PlacedLora
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,15 @@ class EncodedImage(Protocol):
     def data(self) -> bytes: ...
 
 
+@dataclass(frozen=True)
+class BatchJob:
+    """A job of a batch, as a generator takes it: its spec, its placed embeddings, its own progress and cancellation."""
+
+    job: JobSpec
+    embeddings: list[PlacedEmbedding]
+    control: JobControl
+
+
 class ImageGenerator(Protocol):
     """What the job runner needs of a loaded model (generate.Generator has this shape)."""
 
@@ -48,6 +58,10 @@ class ImageGenerator(Protocol):
     def run(
         self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None], loras: Sequence[PlacedLora] = ()
     ) -> Sequence[EncodedImage]: ...
+
+    def run_batch(self, batch: Sequence[BatchJob], loras: Sequence[PlacedLora] = ()) -> Sequence[Sequence[EncodedImage] | Exception]:
+        """Each job's images or the error that ended it alone, in batch order; raises what ends them all."""
+        ...
 
 
 PipelineLoader = Callable[[ModelSource], Any]

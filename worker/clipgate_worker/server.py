@@ -24,7 +24,7 @@ from starlette.exceptions import HTTPException
 from . import __version__, events
 from .embedding_store import EmbeddingStore
 from .errors import EmbeddingShapeMismatch, JobError, PayloadTooLarge, UnknownJob, UnknownModel
-from .job_queue import EventChannel, JobQueue, JobRun
+from .job_queue import BatchRun, EventChannel, JobQueue, JobRun
 from .job_runner import JobRunner
 from .job_spec import CAPABILITIES, JobSpec, parse_job
 from .models import ModelRegistry
@@ -45,7 +45,7 @@ def create_app(
     models: ModelRegistry,
     store: EmbeddingStore,
     queue: JobQueue,
-    run: JobRun | None = None,
+    run: JobRun | BatchRun | None = None,
     lora_store: EmbeddingStore | None = None,
 ) -> FastAPI:
     """The app; its lifespan starts the queue's job thread (``run``: the real JobRunner unless a test
@@ -81,6 +81,8 @@ def create_app(
             "maxConcurrency": queue.max_concurrency,
             "load": {"running": running, "queued": queued},
             "capabilities": list(CAPABILITIES),
+            # The most images one UNet pass draws for compatible jobs (batching.batch_key) together.
+            "batchSize": queue.batch_size,
         }
 
     @app.post("/v1/jobs")

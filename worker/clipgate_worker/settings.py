@@ -52,8 +52,10 @@ class Settings:
     port: int
     tiny: bool
     models: tuple[ModelSource, ...]
-    #: Jobs waiting behind the running one; more are refused with 429 busy.
+    #: Jobs waiting beyond a full batch; more are refused with 429 busy.
     queue_max: int
+    #: The most images one UNet pass draws for compatible queued jobs together (1: no batching).
+    batch_size: int
     max_loaded_models: int
     embedding_cache_dir: Path
     embedding_cache_bytes: int
@@ -69,7 +71,9 @@ class Settings:
 
     @property
     def max_concurrency(self) -> int:
-        return 1 + self.queue_max
+        """Jobs run or queued at once: a full batch running and ``queue_max`` behind it, so that the queue
+        can hold the next batch whole while one runs (the same sum JobQueue admits against)."""
+        return self.batch_size + self.queue_max
 
 
 def load_settings(
@@ -92,6 +96,7 @@ def load_settings(
     tiny = read("WORKER_TINY", "0", _flag)
     models = read("WORKER_MODELS", "", lambda raw: _models(raw, bool(tiny)))
     queue_max = read("WORKER_QUEUE_MAX", "4", lambda raw: _integer(raw, 0, 10_000))
+    batch_size = read("WORKER_BATCH_SIZE", "4", lambda raw: _integer(raw, 1, 64))
     max_loaded = read("WORKER_MAX_LOADED_MODELS", "2", lambda raw: _integer(raw, 1, 64))
     cache_dir = read(
         "WORKER_EMBEDDING_CACHE_DIR", str(Path(tempfile.gettempdir()) / "clipgate-worker-embeddings"), _directory
@@ -112,6 +117,7 @@ def load_settings(
         tiny=tiny,
         models=models,
         queue_max=queue_max,
+        batch_size=batch_size,
         max_loaded_models=max_loaded,
         embedding_cache_dir=cache_dir,
         embedding_cache_bytes=cache_bytes,

@@ -102,8 +102,8 @@ def start_worker(settings: Settings, store: EmbeddingStore, lora_store: Embeddin
     """Starts the real app on a real uvicorn with the given registry; returns a validating client and the queue."""
     stack = ExitStack()
 
-    def start(models: ModelRegistry, queue_max: int = 2) -> tuple[WorkerClient, JobQueue]:
-        queue = JobQueue(queue_max)
+    def start(models: ModelRegistry, queue_max: int = 2, batch_size: int = 1) -> tuple[WorkerClient, JobQueue]:
+        queue = JobQueue(queue_max, batch_size=batch_size)
         base = stack.enter_context(serve(create_app(settings, models, store, queue, lora_store=lora_store)))
         client = WorkerClient(base, schemas)
         stack.callback(client.close)

@@ -3,15 +3,16 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 import pytest
-from worker_support import BlockingRun, StandInImage, job_body
+from worker_support import BlockingRun, RecordingBatchRun, StandInImage, embedding_entry, job_body
 
+from clipgate_worker.batching import batch_key
 from clipgate_worker.errors import Busy, DuplicateJob, EmbeddingUnavailable, NotReady
 from clipgate_worker.events import FINAL_EVENTS, JobEvent
-from clipgate_worker.job_queue import EventChannel, JobControl, JobOutcome, JobQueue
+from clipgate_worker.job_queue import BatchMember, EventChannel, JobControl, JobOutcome, JobQueue
 from clipgate_worker.job_spec import JobSpec, parse_job
 
 
@@ -208,3 +209,196 @@ def test_a_channel_carries_one_final_event() -> None:
         assert channel._events.empty()
 
     run_async(scenario)
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def start_batching(run: RecordingBatchRun, batch_size: int = 4, max_queued: int = 8) -> JobQueue:
+    queue = JobQueue(max_queued=max_queued, batch_size=batch_size)
+    queue.start(run)
+    return queue
+
+
+async def hold_the_thread(queue: JobQueue, run: RecordingBatchRun, loop: asyncio.AbstractEventLoop, job_id: str = "blocker") -> EventChannel:
+    """A job of its own batch key runs first, so that the test's jobs are all queued when the next batch is taken."""
+    channel = EventChannel(loop)
+    queue.submit(spec(job_id, width=256), channel)
+    await eventually(lambda: run.batches[-1:] == [[job_id]], f"{job_id} to run")
+    return channel
+
+
+def test_the_job_thread_batches_compatible_queued_jobs_in_order_within_the_size_cap() -> None:
+    async def scenario() -> None:
+        run = RecordingBatchRun()
+        queue = start_batching(run)
+        loop = asyncio.get_running_loop()
+        channels = {"blocker": await hold_the_thread(queue, run, loop)}
+        jobs = [
+            ("a", {}),
+            ("other-steps", {"steps": 3}),  # incompatible: keeps its place
+            ("b", {"numberResults": 2, "positivePrompt": "another prompt", "seed": "7"}),
+            ("c", {"numberResults": 2}),  # compatible, but 1 + 2 + 2 images is over 4: waits
+            ("d", {"clipSkip": 2, "negativePrompt": ""}),  # fits the last image
+            ("e", {}),
+            ("huge", {"numberResults": 5}),  # more images than a batch holds: alone
+            ("other-model", {"model": {"air": "civitai:101055@128078", "family": "sdxl"}}),
+        ]
+        for job_id, overrides in jobs:
+            channels[job_id] = EventChannel(loop)
+            queue.submit(spec(job_id, **overrides), channels[job_id])
+        assert queue.load() == (1, 8) and queue.max_concurrency == 12
+        run.allow(10)
+        for channel in channels.values():
+            assert (await read_stream(channel))[-1]["event"] == "result"
+        assert run.batches == [["blocker"], ["a", "b", "d"], ["other-steps"], ["c", "e"], ["huge"], ["other-model"]]
+        await asyncio.to_thread(queue.stop, 5)
+
+    run_async(scenario)
+
+
+def test_jobs_differing_in_any_part_of_the_batch_key_are_not_batched() -> None:
+    lora = {"air": "civitai:9@9", "sha256": "ab" * 32, "url": "http://127.0.0.1:1/lora", "sizeBytes": 10, "weight": 0.5, "family": "sd1"}
+    differences = [
+        {"width": 192},
+        {"height": 192},
+        {"steps": 3},
+        {"scheduler": "Euler a"},
+        {"cfgScale": 6.5},
+        {"loras": [lora]},
+        {"loras": [{**lora, "weight": 0.6}]},
+    ]
+
+    async def scenario() -> None:
+        run = RecordingBatchRun()
+        queue = start_batching(run, batch_size=64, max_queued=16)
+        loop = asyncio.get_running_loop()
+        channels = [await hold_the_thread(queue, run, loop)]
+        for index, overrides in enumerate([{}, *differences]):
+            channels.append(EventChannel(loop))
+            queue.submit(spec(f"job-{index}", **overrides), channels[-1])
+        run.allow(len(channels))
+        for channel in channels:
+            await read_stream(channel)
+        assert run.batches[1:] == [[f"job-{index}"] for index in range(len(differences) + 1)]
+        await asyncio.to_thread(queue.stop, 5)
+
+    run_async(scenario)
+
+
+def test_cancelling_a_job_of_a_running_batch_ends_its_stream_at_once_and_its_slot_when_the_batch_ends() -> None:
+    async def scenario() -> None:
+        run = RecordingBatchRun()
+        queue = start_batching(run, max_queued=1)
+        loop = asyncio.get_running_loop()
+        blocker = await hold_the_thread(queue, run, loop)
+        channels = {job_id: EventChannel(loop) for job_id in ("a", "b", "c", "d")}
+        for job_id, channel in channels.items():
+            queue.submit(spec(job_id), channel)
+        run.allow()
+        assert (await read_stream(blocker))[-1]["event"] == "result"
+        await eventually(lambda: run.batches[-1] == ["a", "b", "c", "d"] and queue.load() == (4, 0), "the batch to run")
+        assert queue.cancel("b")
+        lines = await read_stream(channels["b"])
+        assert lines[-1]["error"]["code"] == "cancelled"
+        # b still holds its slot: its rows are in the running pass until the batch ends.
+        assert queue.load() == (4, 0)
+        channels["late"] = EventChannel(loop)
+        queue.submit(spec("late"), channels["late"])
+        with pytest.raises(Busy, match="runs 4 and queues 1 jobs; at most 5 at once"):
+            queue.submit(spec("later"), EventChannel(loop))
+        run.allow(2)
+        for job_id in ("a", "c", "d", "late"):
+            assert (await read_stream(channels[job_id]))[-1]["event"] == "result"
+        await eventually(lambda: queue.load() == (0, 0), "the slots to be freed")
+        await asyncio.to_thread(queue.stop, 5)
+
+    run_async(scenario)
+
+
+def test_cancelling_every_job_of_a_running_batch_ends_it() -> None:
+    async def scenario() -> None:
+        run = RecordingBatchRun()
+        queue = start_batching(run)
+        loop = asyncio.get_running_loop()
+        blocker = await hold_the_thread(queue, run, loop)
+        channels = {job_id: EventChannel(loop) for job_id in ("f", "g")}
+        for job_id, channel in channels.items():
+            queue.submit(spec(job_id), channel)
+        run.allow()
+        await read_stream(blocker)
+        await eventually(lambda: queue.load() == (2, 0), "f and g to run")
+        for job_id in ("f", "g"):
+            assert queue.cancel(job_id)
+        # Nothing allows the batch to end: its run stops because no job of it is wanted any more.
+        await eventually(lambda: queue.load() == (0, 0), "the cancelled batch to end")
+        assert [(await read_stream(channels[job_id]))[-1]["error"]["code"] for job_id in ("f", "g")] == ["cancelled", "cancelled"]
+        assert run.batches[-1] == ["f", "g"]
+        await asyncio.to_thread(queue.stop, 5)
+
+    run_async(scenario)
+
+
+def test_a_batch_run_that_raises_ends_each_job_it_did_not_report() -> None:
+    class HalfDone:
+        def run_batch(self, members: Sequence[BatchMember]) -> None:
+            members[0].finish(JobOutcome(images=[], embedding_ms=0.0, inference_ms=1.0))
+            members[1].fail(EmbeddingUnavailable("gateway unreachable"))
+            raise RuntimeError("secret device detail")
+
+    async def scenario() -> None:
+        gate = threading.Event()
+        queue = JobQueue(max_queued=4, batch_size=4)
+        loop = asyncio.get_running_loop()
+
+        class Gated(HalfDone):
+            def run_batch(self, members: Sequence[BatchMember]) -> None:
+                if members[0].job.job_id == "blocker":
+                    gate.wait(10)
+                    members[0].finish(JobOutcome(images=[], embedding_ms=0.0, inference_ms=1.0))
+                    return
+                super().run_batch(members)
+
+        queue.start(Gated())
+        first = EventChannel(loop)
+        queue.submit(spec("blocker", width=256), first)
+        await eventually(lambda: queue.load() == (1, 0), "the blocker to run")
+        channels = [EventChannel(loop) for _ in range(3)]
+        for index, channel in enumerate(channels):
+            queue.submit(spec(f"job-{index}"), channel)
+        gate.set()
+        ends = [(await read_stream(channel))[-1] for channel in channels]
+        assert ends[0]["event"] == "result"
+        assert ends[1]["error"]["code"] == "embeddingUnavailable"
+        assert ends[2]["error"]["code"] == "internal" and "secret" not in ends[2]["error"]["message"]
+        await eventually(lambda: queue.load() == (0, 0), "the slots to be freed")
+        await asyncio.to_thread(queue.stop, 5)
+
+    run_async(scenario)
+
+
+def test_a_queue_started_with_a_one_job_run_takes_one_job_at_a_time() -> None:
+    queue = JobQueue(max_queued=3, batch_size=8)
+    assert (queue.batch_size, queue.max_concurrency) == (8, 11)
+    queue.start(quick_run([], threading.Event()))
+    assert (queue.batch_size, queue.max_concurrency) == (1, 4)
+    queue.stop(5)
+
+
+def test_the_batch_key_ignores_what_is_per_image_and_keeps_the_lora_order() -> None:
+    lora = {"air": "civitai:9@9", "sha256": "ab" * 32, "url": "http://127.0.0.1:1/lora", "sizeBytes": 10, "weight": 0.5, "family": "sd1"}
+    other = {**lora, "sha256": "cd" * 32}
+    per_image = {
+        "positivePrompt": "something else",
+        "negativePrompt": "",
+        "seed": "18446744073709551615",
+        "clipSkip": 2,
+        "promptWeighting": "compel",
+        "numberResults": 3,
+        "outputFormat": "WEBP",
+        "outputQuality": 50,
+        "embeddings": [embedding_entry("http://127.0.0.1:1/e", "ef" * 32)],
+    }
+    assert batch_key(spec("a", loras=[lora, other])) == batch_key(spec("b", loras=[lora, other], **per_image))
+    assert batch_key(spec("a", loras=[lora, other])) != batch_key(spec("b", loras=[other, lora]))
+    assert batch_key(spec("a")) != batch_key(spec("b", loras=[lora]))

@@ -18,7 +18,8 @@ def test_tiny_mode_defaults() -> None:
     settings = load_settings({"WORKER_TINY": "1"}, cuda_available=no_cuda)
     assert (settings.host, settings.port, settings.tiny) == ("127.0.0.1", 9000, True)
     assert [(model.air, model.family, model.path) for model in settings.models] == [(air, family, None) for air, family in TINY_DEFAULT_MODELS]
-    assert settings.queue_max == 4 and settings.max_concurrency == 5
+    # A full batch running and the queue behind it: the next batch can wait whole while one runs.
+    assert (settings.queue_max, settings.batch_size, settings.max_concurrency) == (4, 4, 8)
     assert settings.max_loaded_models == 2
     assert settings.embedding_cache_bytes == 512 * 1024 * 1024
     assert settings.embedding_cache_dir.parent == Path(tempfile.gettempdir())
@@ -36,9 +37,22 @@ def test_models_from_json(tmp_path: Path) -> None:
     checkpoint = tmp_path / "sdxl.safetensors"
     checkpoint.write_bytes(b"x")
     models = [{"air": "a:1@1", "family": "sd1", "path": str(folder)}, {"air": "b:2@2", "family": "sdxl", "path": str(checkpoint)}]
-    settings = load_settings({"WORKER_MODELS": json.dumps(models), "WORKER_PORT": "9100", "WORKER_QUEUE_MAX": "0"}, cuda_available=no_cuda)
+    settings = load_settings({"WORKER_MODELS": json.dumps(models), "WORKER_PORT": "9100", "WORKER_QUEUE_MAX": "0", "WORKER_BATCH_SIZE": "1"}, cuda_available=no_cuda)
     assert [(model.air, model.family, model.path) for model in settings.models] == [("a:1@1", "sd1", folder), ("b:2@2", "sdxl", checkpoint)]
     assert settings.tiny is False and settings.port == 9100 and settings.max_concurrency == 1
+
+
+@pytest.mark.parametrize(("raw", "found"), [("65", "found 65"), ("four", "found 'four'"), ("-2", "found -2")])
+def test_batch_size_is_an_integer_from_1_to_64(raw: str, found: str) -> None:
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"WORKER_TINY": "1", "WORKER_BATCH_SIZE": raw}, cuda_available=no_cuda)
+    assert caught.value.problems == [f"WORKER_BATCH_SIZE: expected an integer from 1 to 64; {found}"]
+
+
+def test_batch_size_sets_the_batch_and_widens_max_concurrency() -> None:
+    for raw, expected in (("1", (1, 5)), ("8", (8, 12)), ("64", (64, 68))):
+        settings = load_settings({"WORKER_TINY": "1", "WORKER_BATCH_SIZE": raw}, cuda_available=no_cuda)
+        assert (settings.batch_size, settings.max_concurrency) == expected
 
 
 def test_tiny_mode_serves_the_listed_models_without_paths() -> None:
@@ -53,6 +67,7 @@ def test_every_bad_variable_is_reported_with_expected_and_found() -> None:
                 "WORKER_PORT": "http",
                 "WORKER_TINY": "yes",
                 "WORKER_QUEUE_MAX": "-1",
+                "WORKER_BATCH_SIZE": "0",
                 "WORKER_EMBEDDING_CACHE_BYTES": "lots",
                 "WORKER_DEVICE": "cuda",
                 "WORKER_LOG_LEVEL": "loud",
@@ -65,6 +80,7 @@ def test_every_bad_variable_is_reported_with_expected_and_found() -> None:
         "WORKER_TINY",
         "WORKER_MODELS",
         "WORKER_QUEUE_MAX",
+        "WORKER_BATCH_SIZE",
         "WORKER_EMBEDDING_CACHE_BYTES",
         "WORKER_DEVICE",
         "WORKER_LOG_LEVEL",
@@ -72,7 +88,8 @@ def test_every_bad_variable_is_reported_with_expected_and_found() -> None:
     assert "expected an integer from 1 to 65535; found 'http'" in problems[0]
     assert "found 'yes'" in problems[1]
     assert "found -1" in problems[3]
-    assert "no CUDA device" in problems[5]
+    assert "expected an integer from 1 to 64; found 0" in problems[4]
+    assert "no CUDA device" in problems[6]
     assert str(caught.value).count("\n") == len(problems)
 
 

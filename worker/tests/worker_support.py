@@ -4,7 +4,7 @@
 - canonical_embedding: a canonical safetensors embedding file, as the gateway serves them.
 - job_body: a valid JobRequest, with overrides.
 - ProtocolSchemas: ``openapi/worker.v1.json``, validated with jsonschema (Draft 2020-12).
-- StandInGenerator / BlockingRun: stand-ins whose timing a test controls.
+- StandInGenerator / BlockingRun / RecordingBatchRun: stand-ins whose timing a test controls.
 - serve: the app on a real uvicorn, on a free port, in a thread.
 """
 
@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -32,10 +33,10 @@ from referencing.jsonschema import DRAFT202012
 from safetensors.torch import save as save_safetensors
 
 from clipgate_worker.conditioning_types import LoadedEmbedding, PlacedEmbedding
-from clipgate_worker.errors import EmbeddingShapeMismatch
-from clipgate_worker.job_queue import JobControl, JobOutcome, JobQueue
+from clipgate_worker.errors import Cancelled, EmbeddingShapeMismatch
+from clipgate_worker.job_queue import BatchMember, JobControl, JobOutcome, JobQueue
 from clipgate_worker.job_spec import JobSpec
-from clipgate_worker.models import ModelRegistry
+from clipgate_worker.models import BatchJob, ModelRegistry
 from clipgate_worker.settings import ModelSource
 
 PROTOCOL_PATH = Path(__file__).resolve().parents[2] / "openapi" / "worker.v1.json"
@@ -96,8 +97,6 @@ class FileServer:
 
 def generator_job(**overrides: Any) -> Any:
     """The fields Generator.run reads of a JobSpec, 128x128 and 2 steps unless overridden."""
-    from types import SimpleNamespace
-
     fields: dict[str, Any] = dict(
         positive_prompt="a lighthouse at dusk",
         negative_prompt="blurry",
@@ -196,13 +195,16 @@ class StandInImage:
 
 
 class StandInGenerator:
-    """A Generator that does no torch work: each step waits ``step_s`` (or until ``gate`` opens) and reports."""
+    """A Generator that does no torch work: each step waits ``step_s`` (or until ``gate`` opens) and reports to
+    every job of the batch still wanted; a cancelled job is dropped, and the batch stops once all are."""
 
     def __init__(self, family: str, step_s: float = 0.0, gate: threading.Event | None = None) -> None:
         self.family = family
         self.step_s = step_s
         self.gate = gate
         self.runs: list[tuple[JobSpec, list[PlacedEmbedding]]] = []
+        #: The job ids of each batch run, in order.
+        self.batches: list[list[str]] = []
         self.stopped_by: list[BaseException] = []
 
     def check_compatible(self, embedding: LoadedEmbedding) -> None:
@@ -210,16 +212,34 @@ class StandInGenerator:
             raise EmbeddingShapeMismatch(f"stand-in: embedding is {embedding.family}; model is {self.family}")
 
     def run(self, job: JobSpec, embeddings: list[PlacedEmbedding], on_step: Callable[[int, int], None], loras: Sequence[Any] = ()) -> Sequence[StandInImage]:
-        self.runs.append((job, embeddings))
-        try:
-            for step in range(1, job.steps + 1):
-                if self.gate is not None:
-                    self.gate.wait(10)
-                time.sleep(self.step_s)
-                on_step(step, job.steps)
-        except BaseException as error:
-            self.stopped_by.append(error)
-            raise
+        control = SimpleNamespace(on_step=on_step, raise_if_cancelled=lambda: None)
+        outcome = self.run_batch([BatchJob(job, embeddings, control)], loras)[0]  # type: ignore[arg-type]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def run_batch(self, batch: Sequence[BatchJob], loras: Sequence[Any] = ()) -> list[Sequence[StandInImage] | Exception]:
+        self.batches.append([getattr(item.job, "job_id", "?") for item in batch])
+        self.runs.extend((item.job, item.embeddings) for item in batch)
+        dropped: dict[int, Exception] = {}
+        steps = batch[0].job.steps
+        for step in range(1, steps + 1):
+            if self.gate is not None:
+                self.gate.wait(10)
+            time.sleep(self.step_s)
+            for index, item in enumerate(batch):
+                if index not in dropped:
+                    try:
+                        item.control.on_step(step, steps)
+                    except Cancelled as cancelled:
+                        dropped[index] = cancelled
+            if len(dropped) == len(batch):
+                self.stopped_by.append(dropped[0])
+                break
+        return [dropped.get(index) or self._images(item.job) for index, item in enumerate(batch)]
+
+    @staticmethod
+    def _images(job: JobSpec) -> list[StandInImage]:
         return [StandInImage(seed=(job.seed + index) % (1 << 64), format=job.output_format, data=b"stand-in") for index in range(job.number_results)]
 
 
@@ -246,6 +266,38 @@ class BlockingRun:
         finally:
             self.running.clear()
         return JobOutcome(images=[StandInImage(job.seed, job.output_format, b"x")], embedding_ms=0.0, inference_ms=1.0)
+
+
+class RecordingBatchRun:
+    """A BatchRun for queue tests: records each batch's job ids, and reports a step to each job still wanted every
+    few ms until ``allow`` lets the batch end. A cancelled job is reported (Cancelled) only when its batch ends, as
+    the real runner does once torch lets go of its rows; the others then finish. A batch whose jobs are all
+    cancelled ends by itself."""
+
+    def __init__(self) -> None:
+        self._allowed = threading.Semaphore(0)
+        self.batches: list[list[str]] = []
+
+    def allow(self, batches: int = 1) -> None:
+        """Lets that many batches (running or to come) end."""
+        for _ in range(batches):
+            self._allowed.release()
+
+    def run_batch(self, members: Sequence[BatchMember]) -> None:
+        self.batches.append([member.job.job_id for member in members])
+        cancelled: dict[int, Cancelled] = {}
+        while len(cancelled) < len(members) and not self._allowed.acquire(timeout=0.005):
+            for index, member in enumerate(members):
+                if index not in cancelled:
+                    try:
+                        member.on_step(1, member.job.steps)
+                    except Cancelled as stopped:
+                        cancelled[index] = stopped
+        for index, member in enumerate(members):
+            if index in cancelled:
+                member.fail(cancelled[index])
+            else:
+                member.finish(JobOutcome(images=[StandInImage(member.job.seed, member.job.output_format, b"x")], embedding_ms=0.0, inference_ms=1.0))
 
 
 def wait_until(condition: Callable[[], bool], timeout_s: float = 10.0, what: str = "condition") -> None:
@@ -290,7 +342,7 @@ class JobAnswer:
         return self.events[-1]
 
 
-#: conftest's start_worker: (registry, queue_max) → (a validating client, the app's queue).
+#: conftest's start_worker: (registry, queue_max, batch_size) → (a validating client, the app's queue).
 StartWorker = Callable[..., "tuple[WorkerClient, JobQueue]"]
 #: conftest's stand_in_models: (step_s, gate) → (a registry of stand-ins, the stand-in generators by family).
 StandInModels = Callable[..., "tuple[ModelRegistry, dict[str, StandInGenerator]]"]
