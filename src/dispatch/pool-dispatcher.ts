@@ -8,6 +8,7 @@ import type { AttemptSpan, DispatchSpan, DispatchTracer } from '../contracts/dis
 import { toImageResults, type OutputContext } from './image-output.js';
 import { cancelJob, runJob, type JobOutcome } from './worker-client.js';
 import { NoWorkerError, type WorkerPool } from './worker-pool.js';
+import { batchKey } from './batch-key.js';
 import type { JobImage, JobRequest, WorkerCapability } from './worker-protocol.js';
 import { causeOf } from '../contracts/cancellation.js';
 import { SEED_MAX } from '../contracts/seed.js';
@@ -60,7 +61,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
     const fileProblem = missingEmbeddingFile(validated, context.details) ?? missingLoraFile(validated, context.details);
     if (fileProblem) return { kind: 'failed', error: fileProblem };
     const job = jobFor(validated, options.publicBaseUrl);
-    const required = requiredCapabilities(job);
+    const placement = { model: job.model.air, batchKey: batchKey(job), required: requiredCapabilities(job) };
     const limits = { maxLineChars: resultLineBudget(job) };
     const taskUUID = job.jobId;
     const deadline = Date.now() + options.taskTimeoutMs;
@@ -74,7 +75,7 @@ export function createPoolDispatcher(options: PoolDispatcherOptions): Dispatcher
       let lease;
       try {
         // A free slot is handed over at once; only a task that must queue waits on a promise.
-        const claimed = options.pool.acquire(job.model.air, tried, context.cancellation, Math.min(options.queueWaitMs, remaining), required);
+        const claimed = options.pool.acquire(placement, tried, context.cancellation, Math.min(options.queueWaitMs, remaining));
         lease = claimed instanceof Promise ? await claimed : claimed;
       } catch (error) {
         return { kind: 'failed', error: admissionError(error, job, context.details, options.pool) };

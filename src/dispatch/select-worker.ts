@@ -1,10 +1,27 @@
 /**
  * Which worker gets a task (DESIGN §6): only workers that serve its model; among those with a free slot,
  * prefer the ones that already have the model loaded, or hold jobs of it (a model swap costs seconds on a
- * GPU, and one already under way is paid for); then the less loaded of two picked at random — "power of two
- * choices", which spreads load almost as well as scanning for the least loaded without herding every gateway
- * replica onto the same worker.
+ * GPU, and one already under way is paid for); among those, when none of them is idle, the ones that batch and
+ * hold jobs the task can share a UNet pass with (a batch of four costs far less than four passes); then the
+ * less loaded of two picked at random — "power of two choices", which spreads load almost as well as scanning
+ * for the least loaded without herding every gateway replica onto the same worker. An idle worker with the
+ * model beats joining a batch: it starts at once, and a batch only pays off once every GPU is busy.
+ *
+ * A `patient` task waits for a worker that has its model rather than take a free slot elsewhere that would
+ * swap it in: at saturation a slot frees up somewhere every few hundred milliseconds, and taking whichever
+ * frees first evicts a model some other worker's queue still needs (the pool bounds the patience).
  */
+
+/** What a task asks of its worker. */
+export interface Placement {
+  readonly model: string;
+  /** batchKey(job): which held jobs it could share a UNet pass with. */
+  readonly batchKey?: string;
+  /** Optional protocol features the job uses. */
+  readonly required?: readonly string[];
+  /** Wait (`full`) while every worker that has the model is full, rather than swap it in on another. */
+  readonly patient?: boolean;
+}
 
 export interface WorkerCandidate {
   readonly id: string;
@@ -15,6 +32,8 @@ export interface WorkerCandidate {
   hasLoaded(model: string): boolean;
   /** Whether its health report advertises this optional feature of the protocol. */
   can(capability: string): boolean;
+  /** Batches (its health's `batchSize` > 1) and holds jobs of this batch key: the task can join their pass. */
+  holdsBatchable(batchKey: string): boolean;
   readonly inFlight: number;
   readonly capacity: number;
 }
@@ -30,16 +49,19 @@ export type Selection<W extends WorkerCandidate> =
 
 export function selectWorker<W extends WorkerCandidate>(
   workers: readonly W[],
-  model: string,
+  placement: Placement,
   exclude: ReadonlySet<string>,
   random: () => number,
-  required: readonly string[] = noRequirements,
 ): Selection<W> {
+  const { model, batchKey, required = noRequirements, patient = false } = placement;
   // One pass, collecting only what is needed: this runs for every task.
   let eligible = false;
   let missing: string | undefined;
+  let loadedIdle = false;
+  let loadedFull = false;
   const withRoom: W[] = [];
   const loaded: W[] = [];
+  const batchable: W[] = [];
   for (const worker of workers) {
     if (!worker.available || !worker.serves(model) || exclude.has(worker.id)) continue;
     if (required.length > 0) {
@@ -50,13 +72,20 @@ export function selectWorker<W extends WorkerCandidate>(
       }
     }
     eligible = true;
-    if (worker.inFlight >= worker.capacity) continue;
+    if (worker.inFlight >= worker.capacity) {
+      if (patient && !loadedFull) loadedFull = worker.hasLoaded(model);
+      continue;
+    }
     withRoom.push(worker);
-    if (worker.hasLoaded(model)) loaded.push(worker);
+    if (!worker.hasLoaded(model)) continue;
+    loaded.push(worker);
+    if (worker.inFlight === 0) loadedIdle = true;
+    else if (batchKey !== undefined && worker.holdsBatchable(batchKey)) batchable.push(worker);
   }
   if (!eligible) return missing === undefined ? none : { kind: 'incapable', missing };
-  if (withRoom.length === 0) return full;
-  return { kind: 'selected', worker: lessLoadedOfTwo(loaded.length > 0 ? loaded : withRoom, random) };
+  if (withRoom.length === 0 || (loaded.length === 0 && loadedFull)) return full;
+  const preferred = batchable.length > 0 && !loadedIdle ? batchable : loaded.length > 0 ? loaded : withRoom;
+  return { kind: 'selected', worker: lessLoadedOfTwo(preferred, random) };
 }
 
 const full = { kind: 'full' } as const;

@@ -4,7 +4,7 @@ import { createAdmissionQueue, type Claim } from './admission-queue.js';
 import type { Cancellation } from '../contracts/cancellation.js';
 import type { MetricsRecorder } from '../contracts/metrics-recorder.js';
 import { createCircuitBreaker, type CircuitBreaker } from './circuit-breaker.js';
-import { selectWorker, type WorkerCandidate } from './select-worker.js';
+import { selectWorker, type Placement, type WorkerCandidate } from './select-worker.js';
 import { workerHealthSchema, type WorkerCapability, type WorkerHealth } from './worker-protocol.js';
 
 /**
@@ -29,6 +29,8 @@ export interface PooledWorker extends WorkerCandidate {
    * loaded, its swap paid for by the first (the health report says so only once that first job has started).
    */
   readonly heldModels: Map<string, number>;
+  /** Jobs of each batch key this replica has running or queued there now (kept only for workers that batch). */
+  readonly heldBatches: Map<string, number>;
   /** The last health report's models, and those it says are loaded, as sets: selection asks for every task. */
   readonly reportedModels: Set<string>;
   readonly reportedLoaded: Set<string>;
@@ -58,17 +60,11 @@ export interface WorkerLease {
 export interface WorkerPool {
   readonly workers: readonly PooledWorker[];
   /**
-   * A slot on a worker serving `model`, preferring workers not in `exclude` (those already tried): at once
-   * when one is free, else a promise of one from the admission queue. Throws (or rejects with)
-   * NoWorkerError, QueueFullError, QueueTimeoutError, or the cancellation's reason.
+   * A slot on a worker serving the placement's model, with its capabilities, preferring workers not in
+   * `exclude` (those already tried): at once when one is free, else a promise of one from the admission queue.
+   * Throws (or rejects with) NoWorkerError, QueueFullError, QueueTimeoutError, or the cancellation's reason.
    */
-  acquire(
-    model: string,
-    exclude: ReadonlySet<string>,
-    cancellation: Cancellation,
-    maxWaitMs: number,
-    required?: readonly WorkerCapability[],
-  ): WorkerLease | Promise<WorkerLease>;
+  acquire(placement: Placement, exclude: ReadonlySet<string>, cancellation: Cancellation, maxWaitMs: number): WorkerLease | Promise<WorkerLease>;
   /** A client's fair wait before trying again, from the queue's length and how long jobs take. */
   retryAfterSeconds(): number;
   readonly queueLength: number;
@@ -91,12 +87,14 @@ export interface WorkerPoolOptions {
   readonly random: () => number;
   readonly logger: Pick<FastifyBaseLogger, 'info' | 'warn'>;
   readonly recorder: MetricsRecorder;
+  /** What a job is taken to last before any has finished here (Retry-After, and how long a task waits for its model); default 3000. */
+  readonly typicalJobMs?: number;
 }
 
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
   const queue = createAdmissionQueue<WorkerLease>(options.queueMax);
   // Exponentially weighted mean of job durations, for Retry-After; starts at a typical SD 1.5 job.
-  let meanJobMs = 3000;
+  let meanJobMs = options.typicalJobMs ?? 3000;
 
   const workers: PooledWorker[] = options.urls.map((url) => {
     const origin = new URL(url).origin;
@@ -113,6 +111,7 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       inFlight: 0,
       loadedHere: new Set<string>(),
       heldModels: new Map<string, number>(),
+      heldBatches: new Map<string, number>(),
       get available() {
         return worker.healthy && worker.breaker.canAttempt();
       },
@@ -125,14 +124,16 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       serves: (model) => worker.reportedModels.has(model),
       can: (capability) => worker.capabilities.has(capability),
       hasLoaded: (model) => worker.heldModels.has(model) || worker.loadedHere.has(model) || worker.reportedLoaded.has(model),
+      holdsBatchable: (key) => worker.heldBatches.has(key),
     };
     return worker;
   });
 
-  function claim(model: string, exclude: ReadonlySet<string>, required: readonly WorkerCapability[] | undefined): Claim<WorkerLease> {
-    let selection = selectWorker(workers, model, exclude, options.random, required);
+  function claim(placement: Placement, exclude: ReadonlySet<string>): Claim<WorkerLease> {
+    const { model } = placement;
+    let selection = selectWorker(workers, placement, exclude, options.random);
     // Every eligible worker was tried already: trying one again beats giving up.
-    if ((selection.kind === 'none' || selection.kind === 'incapable') && exclude.size > 0) selection = selectWorker(workers, model, new Set(), options.random, required);
+    if ((selection.kind === 'none' || selection.kind === 'incapable') && exclude.size > 0) selection = selectWorker(workers, placement, new Set(), options.random);
     if (selection.kind === 'none') {
       return { kind: 'fail', error: new NoWorkerError(`no healthy worker serves model "${model}"`) };
     }
@@ -143,7 +144,10 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     if (selection.kind === 'full') return { kind: 'wait' };
     const worker = selection.worker;
     worker.inFlight++;
-    worker.heldModels.set(model, (worker.heldModels.get(model) ?? 0) + 1);
+    countUp(worker.heldModels, model);
+    // Counted only where it can matter: a worker that batches, a task that says its key.
+    const batchKey = placement.batchKey !== undefined && (worker.health?.batchSize ?? 1) > 1 ? placement.batchKey : undefined;
+    if (batchKey !== undefined) countUp(worker.heldBatches, batchKey);
     worker.breaker.onAttempt();
     const started = options.clock();
     let released = false;
@@ -155,9 +159,8 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           if (released) return;
           released = true;
           worker.inFlight--;
-          const held = (worker.heldModels.get(model) ?? 1) - 1;
-          if (held > 0) worker.heldModels.set(model, held);
-          else worker.heldModels.delete(model);
+          countDown(worker.heldModels, model);
+          if (batchKey !== undefined) countDown(worker.heldBatches, batchKey);
           if (outcome === 'success') {
             worker.breaker.onSuccess();
             worker.loadedHere.add(model);
@@ -231,12 +234,22 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   return {
     workers,
-    acquire(model, exclude, cancellation, maxWaitMs, required) {
-      const first = claim(model, exclude, required);
+    acquire(placement, exclude, cancellation, maxWaitMs) {
+      // Waiting for a worker with the model is worth about one job's time (a swap costs more than that on a
+      // GPU); past it, or with no room to wait in, a free slot elsewhere is taken.
+      const canWait = queue.length < options.queueMax;
+      const first = claim(canWait ? { ...placement, patient: true } : placement, exclude);
       if (first.kind === 'taken') return first.value;
       if (first.kind === 'fail') throw first.error;
       const queued = performance.now();
-      return queue.wait(() => claim(model, exclude, required), cancellation, maxWaitMs).finally(() => options.recorder.workerQueueWait((performance.now() - queued) / 1000));
+      const patienceMs = meanJobMs;
+      const patience = setTimeout(() => queue.pump(), patienceMs);
+      return queue
+        .wait(() => claim(performance.now() - queued < patienceMs ? { ...placement, patient: true } : placement, exclude), cancellation, maxWaitMs)
+        .finally(() => {
+          clearTimeout(patience);
+          options.recorder.workerQueueWait((performance.now() - queued) / 1000);
+        });
     },
     retryAfterSeconds() {
       const capacity = Math.max(1, workers.filter((worker) => worker.healthy).reduce((sum, worker) => sum + worker.capacity, 0));
@@ -252,4 +265,14 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       await Promise.all(workers.map((worker) => worker.http.close()));
     },
   };
+}
+
+function countUp(counts: Map<string, number>, key: string): void {
+  counts.set(key, (counts.get(key) ?? 0) + 1);
+}
+
+function countDown(counts: Map<string, number>, key: string): void {
+  const left = (counts.get(key) ?? 1) - 1;
+  if (left > 0) counts.set(key, left);
+  else counts.delete(key);
 }
