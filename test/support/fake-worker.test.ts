@@ -620,4 +620,25 @@ describe('the fake worker with a simulated GPU', () => {
     const health = (await (await request(`${worker.url}/v1/health`)).body.json()) as { models: { air: string; loaded: boolean }[] };
     expect(health.models.filter((model) => model.loaded).map((model) => model.air)).toEqual([sd15]);
   });
+
+  it('with batchSize, draws queued jobs of one batch key in one pass and leaves the others queued', async () => {
+    const worker = await startWorker({
+      maxConcurrency: 8,
+      models: [{ air: sd15, family: 'sd1', loaded: true }],
+      gpu: { stepMs: 2, swapMs: 50, maxLoadedModels: 1, batchSize: 4, batchMarginal: 0.5 },
+    });
+    const health = (await (await request(`${worker.url}/v1/health`)).body.json()) as { batchSize?: number };
+    expect(health.batchSize).toBe(4);
+    const run = async (width: number, numberResults = 1) => {
+      const response = await postJob(worker, jobRequest({ steps: 10, width, numberResults }));
+      expect(await response.body.text()).toContain('"event":"result"');
+    };
+    // The first runs alone (nothing queued yet); then three 512² jobs (4 images) share a pass while the 768²
+    // one, another key, waits for the next: 20 + 20 × (1 + 3 × 0.5) + 20.
+    const first = run(512);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    await Promise.all([first, run(512, 2), run(768), run(512), run(512)]);
+    expect(worker.stats.batchedJobs()).toBe(2);
+    expect(worker.stats.gpuBusyMs()).toBe(20 + 50 + 20);
+  });
 });

@@ -1,5 +1,6 @@
 import { BoundedCounter } from './bounded-counter.js';
 import { seededRandom } from './seeded-random.js';
+import { batchKey } from '../../src/dispatch/batch-key.js';
 import { randomUUID } from 'node:crypto';
 import { createServer, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -55,8 +56,10 @@ export interface FakeWorkerOptions {
    * A simulated GPU, for scheduling benchmarks: accepted jobs run one at a time, each costing `stepMs` per step,
    * plus `swapMs` when its model is not loaded (it then is, and the least recently used beyond
    * `maxLoadedModels` is not). Health reports what is loaded. Without it, jobs run side by side in latencyMs.
+   * With `batchSize` > 1 (advertised in health), it draws queued jobs of one batch key (src/dispatch/batch-key.ts)
+   * together, up to that many images, a pass of n images costing `stepMs × (1 + (n − 1) × batchMarginal)` per step.
    */
-  gpu?: { readonly stepMs: number; readonly swapMs: number; readonly maxLoadedModels: number };
+  gpu?: { readonly stepMs: number; readonly swapMs: number; readonly maxLoadedModels: number; readonly batchSize?: number; readonly batchMarginal?: number };
 }
 
 export interface FakeWorkerBehaviour {
@@ -115,6 +118,8 @@ export interface FakeWorkerStats {
   /** With `gpu`: milliseconds the simulated device spent on jobs (steps and swaps), and the model swaps. */
   gpuBusyMs(): number;
   swaps(): number;
+  /** With `gpu.batchSize`: jobs that joined another job's pass. */
+  batchedJobs(): number;
 }
 
 export interface FakeWorker {
@@ -270,6 +275,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
   let deviceBusy = false;
   let gpuBusyMs = 0;
   let swaps = 0;
+  let batched = 0;
   const lastUsed = new Map<string, number>();
 
   const server = createServer(handle);
@@ -329,6 +335,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       load: { running: running.size, queued: 0 },
     };
     if (capabilities.size > 0) health.capabilities = [...capabilities];
+    if (options.gpu?.batchSize !== undefined) health.batchSize = options.gpu.batchSize;
     sendJson(response, 200, health);
   }
 
@@ -476,9 +483,12 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     let job = deviceQueue.shift();
     while (job && running.get(job.request.jobId) !== job) job = deviceQueue.shift();
     if (!job) return;
+    const batch = [job, ...takeBatchable(job, gpu.batchSize ?? 1)];
+    batched += batch.length - 1;
     const air = job.request.model.air;
     const model = models.get(air);
-    let costMs = job.request.steps * job.request.numberResults * gpu.stepMs;
+    const images = batch.reduce((sum, member) => sum + member.request.numberResults, 0);
+    let costMs = gpu.batchSize === undefined || gpu.batchSize <= 1 ? job.request.steps * images * gpu.stepMs : job.request.steps * gpu.stepMs * (1 + (images - 1) * (gpu.batchMarginal ?? 1));
     lastUsed.set(air, performance.now());
     if (model && !model.loaded) {
       costMs += gpu.swapMs;
@@ -491,12 +501,28 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     }
     deviceBusy = true;
     gpuBusyMs += costMs;
-    const current = job;
     setTimeout(() => {
       deviceBusy = false;
-      finish(current);
+      for (const member of batch) if (running.get(member.request.jobId) === member) finish(member);
       runOnDevice();
     }, costMs);
+  }
+
+  /** The queued jobs that can share `first`'s pass, in queue order, while the images fit; taken off the queue. */
+  function takeBatchable(first: RunningJob, batchSize: number): RunningJob[] {
+    let room = batchSize - first.request.numberResults;
+    if (room <= 0) return [];
+    const key = batchKey(first.request);
+    const taken: RunningJob[] = [];
+    for (let index = 0; index < deviceQueue.length && room > 0; ) {
+      const candidate = deviceQueue[index]!;
+      if (running.get(candidate.request.jobId) === candidate && candidate.request.numberResults <= room && batchKey(candidate.request) === key) {
+        taken.push(candidate);
+        room -= candidate.request.numberResults;
+        deviceQueue.splice(index, 1);
+      } else index += 1;
+    }
+    return taken;
   }
 
   function finish(job: RunningJob): void {
@@ -565,6 +591,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
       healthChecks: () => healthChecks,
       gpuBusyMs: () => gpuBusyMs,
       swaps: () => swaps,
+      batchedJobs: () => batched,
     },
     receivedJobs,
     receivedJobHeaders,
