@@ -251,4 +251,41 @@ describe('gateway and the reference worker', () => {
     expect(mismatch.status).toBe(400);
     expect(mismatch.body.errors.map((error: { code: string }) => error.code)).toContain('incompatibleLoraFamily');
   });
+
+  it('draws tasks of one batch key that queue behind a running job in one UNet pass, each with its own prompt, embedding and seed', async () => {
+    expect(gateway.dispatch.pool?.workers[0]?.health?.batchSize).toBe(4);
+    const task = (overrides: Record<string, unknown>) => ({
+      taskType: 'imageInference',
+      taskUUID: randomUUID(),
+      positivePrompt: 'a lighthouse',
+      model: 'civitai:4384@128713',
+      width: 128,
+      height: 128,
+      steps: 2,
+      outputType: 'base64Data',
+      outputFormat: 'PNG',
+      ...overrides,
+    });
+    const send = async (body: Record<string, unknown>) => {
+      const response = await gateway.app.inject({ method: 'POST', url: '/v1/tasks', headers: { 'content-type': 'application/json' }, payload: JSON.stringify([body]) });
+      expect(response.statusCode, `${response.body}\n${workerOutput.slice(-2000)}`).toBe(200);
+      return readTaskResponse(response.body);
+    };
+    // A longer job of another key holds the device, so the four below wait in the worker's queue together.
+    const blocker = send(task({ steps: 100, width: 256, height: 256 }));
+    await until(() => (gateway.dispatch.pool?.workers[0]?.inFlight ?? 0) >= 1, 10_000);
+    const batched = [
+      task({ seed: 11 }),
+      task({ seed: 12, positivePrompt: 'a red fox in the snow' }),
+      task({ seed: 13, embeddings: [{ model: 'civitai:6001@7001', weight: 0.8 }] }),
+      task({ seed: 14, negativePrompt: 'blurry', clipSkip: 2 }),
+    ];
+    const [, ...answers] = await Promise.all([blocker, ...batched.map(send)]);
+    const ids = batched.map((sent) => `${sent.taskUUID}.1`);
+    const batchLine = workerOutput.split('\n').find((line) => line.includes('batch of 4 jobs') && ids.every((id) => line.includes(id)));
+    expect(batchLine, workerOutput.slice(-3000)).toBeDefined();
+    expect(answers.map((answer) => answer.data[0]?.seed)).toEqual([11, 12, 13, 14]);
+    const images = answers.map((answer) => String(answer.data[0]?.imageBase64Data));
+    expect(new Set(images).size).toBe(4);
+  });
 });
