@@ -142,10 +142,10 @@ export async function startHelperProcess(script: string, args: readonly string[]
  * A fake worker (served by `workerScript --serve-fake-worker`) and the bare pass-through in front of it, each in
  * its own process and supervised with `children`: what every gateway-against-proxy benchmark starts.
  */
-export async function startWorkerAndProxy(workerScript: string, children: ChildProcess[]): Promise<{ worker: HelperProcess; proxy: HelperProcess }> {
+export async function startWorkerAndProxy(workerScript: string, children: ChildProcess[], proxyScript = 'bench/passthrough-proxy.ts'): Promise<{ worker: HelperProcess; proxy: HelperProcess }> {
   const worker = await startHelperProcess(workerScript, ['--serve-fake-worker']);
   children.push(worker.child);
-  const proxy = await startHelperProcess('bench/passthrough-proxy.ts', [worker.url]);
+  const proxy = await startHelperProcess(proxyScript, [worker.url]);
   children.push(proxy.child);
   return { worker, proxy };
 }

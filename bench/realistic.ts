@@ -7,7 +7,7 @@
  * worker; for several tasks it parses the array and sends each at once.
  *
  *   npm run bench:realistic [-- --tasks 6000 --concurrency 50 --rounds 4 --warmup 1000 --sizes 1,10,50 --transports REST,WebSocket
- *                               --outputs URL,base64Data --log-level info --cpu-prof DIR]
+ *                               --outputs URL,base64Data --log-level info --cpu-prof DIR --baseline bare|fastify]
  *
  * Prints, per transport, output and size: tasks/s of both, the ratio, p50/p99 per request of both and the p99
  * overhead, and CPU µs per task of clipgate, the proxy, Redis, the worker and this generator. Targets (issue 15):
@@ -43,6 +43,8 @@ const { values: args } = parseArgs({
     /** The gateway runs under `node --cpu-prof`, writing its profile into this directory when it exits. */
     'cpu-prof': { type: 'string' },
     'log-level': { type: 'string', default: 'info' },
+    /** `bare`: bench/passthrough-proxy.ts (node:http). `fastify`: bench/fastify-passthrough.ts, the framework's floor (REST only). */
+    baseline: { type: 'string', default: 'bare' },
     'serve-fake-worker': { type: 'boolean', default: false },
   },
 });
@@ -56,6 +58,9 @@ const LORA = 'civitai:8801@9901';
 const outputs = { URL: '"imageURL"', base64Data: '"imageBase64Data"' } as const;
 type Output = keyof typeof outputs;
 type Transport = 'REST' | 'WebSocket';
+const baselines: Record<string, string> = { bare: 'bench/passthrough-proxy.ts', fastify: 'bench/fastify-passthrough.ts' };
+const baseline = args.baseline;
+if (!(baseline in baselines)) throw new Error(`--baseline must be one of ${Object.keys(baselines).join(', ')}`);
 
 /** The worker's own process: answers at once, takes LoRAs, and says what the first job it got looked like. */
 async function serveFakeWorker(): Promise<void> {
@@ -107,7 +112,7 @@ async function main(): Promise<void> {
   const [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
   registry.addModelVersion({ modelId: 7808, versionId: 9208, name: 'EasyNegative', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'easynegative.safetensors', bytes: kohyaSafetensorsFile(randomVectors(8, 768, 1), 8, 768) }] });
   registry.addModelVersion({ modelId: 8801, versionId: 9901, name: 'Style', type: 'LORA', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: loraFile('sd1', 'kohya') }] });
-  const { worker, proxy } = await startWorkerAndProxy('bench/realistic.ts', children);
+  const { worker, proxy } = await startWorkerAndProxy('bench/realistic.ts', children, baselines[baseline]);
   const port = await freePort();
   const gateway = await startGatewayAsNpmStartDoes(
     {
@@ -218,7 +223,7 @@ async function main(): Promise<void> {
   const lines = [
     `realistic: Redis on, a warm embedding and a warm LoRA per task, the ledger on the path, LOG_LEVEL=${args['log-level']}, one API key; fake worker answering at once; ${concurrency} requests (or frames) in flight; ${rounds} alternating rounds per configuration after a warm-up`,
     `note: generator, clipgate, pass-through, fake worker and Redis are 5 processes sharing ${cores} CPU core${cores === 1 ? '' : 's'}; 1-minute load average before the run: ${loadBefore.toFixed(2)}`,
-    `clipgate: \`${gateway.command}\`; the pass-through sends the job clipgate sends (captured), one per task`,
+    `clipgate: \`${gateway.command}\`; the pass-through (${baselines[baseline]}) sends the job clipgate sends (captured), one per task`,
     `${'transport'.padEnd(10)}${'output'.padEnd(11)}${'tasks/req'.padStart(9)}${'clip t/s'.padStart(10)}${'proxy t/s'.padStart(10)}${'ratio'.padStart(7)}${'p50 c/p'.padStart(14)}${'p99 c/p'.padStart(14)}${'p99 +ms'.padStart(9)}   CPU µs/task clipgate (redis, worker, gen) | proxy (redis, worker, gen)`,
   ];
   for (const row of rows) {
