@@ -9,7 +9,8 @@
  *
  * A `patient` task waits for a worker that has its model rather than take a free slot elsewhere that would
  * swap it in: at saturation a slot frees up somewhere every few hundred milliseconds, and taking whichever
- * frees first evicts a model some other worker's queue still needs (the pool bounds the patience).
+ * frees first evicts a model some other worker's queue still needs (the pool bounds the patience). A swap
+ * goes, where it can, to a worker with a free model slot: loading there unloads nothing another task may need.
  */
 
 /** What a task asks of its worker. */
@@ -32,6 +33,8 @@ export interface WorkerCandidate {
   hasLoaded(model: string): boolean;
   /** Whether its health report advertises this optional feature of the protocol. */
   can(capability: string): boolean;
+  /** Can load one more model without unloading one (its health's `maxLoadedModels` is not reached). */
+  hasFreeModelSlot(): boolean;
   /** Batches (its health's `batchSize` > 1) and holds jobs of this batch key: the task can join their pass. */
   holdsBatchable(batchKey: string): boolean;
   readonly inFlight: number;
@@ -62,6 +65,7 @@ export function selectWorker<W extends WorkerCandidate>(
   const withRoom: W[] = [];
   const loaded: W[] = [];
   const batchable: W[] = [];
+  const freeSlot: W[] = [];
   for (const worker of workers) {
     if (!worker.available || !worker.serves(model) || exclude.has(worker.id)) continue;
     if (required.length > 0) {
@@ -77,14 +81,17 @@ export function selectWorker<W extends WorkerCandidate>(
       continue;
     }
     withRoom.push(worker);
-    if (!worker.hasLoaded(model)) continue;
+    if (!worker.hasLoaded(model)) {
+      if (loaded.length === 0 && worker.hasFreeModelSlot()) freeSlot.push(worker);
+      continue;
+    }
     loaded.push(worker);
     if (worker.inFlight === 0) loadedIdle = true;
     else if (batchKey !== undefined && worker.holdsBatchable(batchKey)) batchable.push(worker);
   }
   if (!eligible) return missing === undefined ? none : { kind: 'incapable', missing };
   if (withRoom.length === 0 || (loaded.length === 0 && loadedFull)) return full;
-  const preferred = batchable.length > 0 && !loadedIdle ? batchable : loaded.length > 0 ? loaded : withRoom;
+  const preferred = batchable.length > 0 && !loadedIdle ? batchable : loaded.length > 0 ? loaded : freeSlot.length > 0 ? freeSlot : withRoom;
   return { kind: 'selected', worker: lessLoadedOfTwo(preferred, random) };
 }
 

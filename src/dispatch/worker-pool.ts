@@ -125,6 +125,15 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
       can: (capability) => worker.capabilities.has(capability),
       hasLoaded: (model) => worker.heldModels.has(model) || worker.loadedHere.has(model) || worker.reportedLoaded.has(model),
       holdsBatchable: (key) => worker.heldBatches.has(key),
+      hasFreeModelSlot: () => {
+        const max = worker.health?.maxLoadedModels;
+        if (max === undefined) return false;
+        // What is loaded by the report, plus what this replica's jobs loaded or will load since.
+        let models = worker.reportedLoaded.size;
+        for (const model of worker.loadedHere) if (!worker.reportedLoaded.has(model)) models++;
+        for (const model of worker.heldModels.keys()) if (!worker.reportedLoaded.has(model) && !worker.loadedHere.has(model)) models++;
+        return models < max;
+      },
     };
     return worker;
   });

@@ -75,6 +75,11 @@ export const workerHealthSchema = z
         description:
           'The most images the worker draws in one UNet pass: queued jobs with the same model, size, steps, scheduler, CFG and LoRA set share it, each image with its own seed. Absent: 1 (one job at a time).',
       }),
+    maxLoadedModels: z
+      .int()
+      .min(1)
+      .optional()
+      .meta({ description: 'Models the worker keeps loaded at once; loading one more unloads the least recently used. The gateway prefers a model swap that unloads nothing. Absent: unknown.' }),
     // Names the gateway does not know are kept out rather than refused: a newer worker may do more.
     capabilities: z
       .array(z.string())

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { selectWorker, type WorkerCandidate } from '../../src/dispatch/select-worker.js';
 
-function worker(id: string, options: Partial<{ available: boolean; models: string[]; loaded: string[]; inFlight: number; capacity: number; capabilities: string[]; batches: string[] }> = {}): WorkerCandidate {
+function worker(id: string, options: Partial<{ available: boolean; models: string[]; loaded: string[]; inFlight: number; capacity: number; capabilities: string[]; batches: string[]; freeSlot: boolean }> = {}): WorkerCandidate {
   const models = options.models ?? ['m'];
   const capabilities = options.capabilities ?? [];
   const loaded = options.loaded ?? [];
@@ -12,6 +12,7 @@ function worker(id: string, options: Partial<{ available: boolean; models: strin
     hasLoaded: (model) => loaded.includes(model),
     can: (capability) => capabilities.includes(capability),
     holdsBatchable: (key) => (options.batches ?? []).includes(key),
+    hasFreeModelSlot: () => options.freeSlot ?? false,
     inFlight: options.inFlight ?? 0,
     capacity: options.capacity ?? 4,
   };
@@ -103,5 +104,19 @@ describe('selectWorker', () => {
     const busy = worker('busy', { loaded: ['m'], inFlight: 3 });
     const selection = selectWorker([batching, busy], { model: 'm', batchKey: 'k' }, new Set(), sequence());
     expect(selection.kind === 'selected' && selection.worker.id).toBe('busy');
+  });
+
+  it('swaps a model in where it unloads nothing, when no worker has it', () => {
+    const full = worker('full-of-models', { inFlight: 0 });
+    const roomy = worker('free-slot', { inFlight: 2, freeSlot: true });
+    const random = sequence(4);
+    for (let i = 0; i < 20; i++) {
+      const selection = selectWorker([full, roomy], { model: 'm' }, new Set(), random);
+      expect(selection.kind === 'selected' && selection.worker.id).toBe('free-slot');
+    }
+    // A worker that has the model still comes first.
+    const loaded = worker('loaded', { loaded: ['m'], inFlight: 3 });
+    const selection = selectWorker([roomy, loaded], { model: 'm' }, new Set(), random);
+    expect(selection.kind === 'selected' && selection.worker.id).toBe('loaded');
   });
 });

@@ -336,6 +336,7 @@ export async function startFakeWorker(options: FakeWorkerOptions = {}): Promise<
     };
     if (capabilities.size > 0) health.capabilities = [...capabilities];
     if (options.gpu?.batchSize !== undefined) health.batchSize = options.gpu.batchSize;
+    if (options.gpu) health.maxLoadedModels = options.gpu.maxLoadedModels;
     sendJson(response, 200, health);
   }
 

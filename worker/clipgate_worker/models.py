@@ -104,6 +104,11 @@ class ModelRegistry:
         source = self._sources.get(air)
         return source.family if source else None
 
+    @property
+    def max_loaded(self) -> int:
+        """Pipelines kept loaded at once (WORKER_MAX_LOADED_MODELS): loading one more evicts the least recently used."""
+        return self._max_loaded
+
     def served(self) -> list[ServedModel]:
         with self._lock:
             loaded = set(self._loaded)

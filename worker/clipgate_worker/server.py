@@ -83,6 +83,8 @@ def create_app(
             "capabilities": list(CAPABILITIES),
             # The most images one UNet pass draws for compatible jobs (batching.batch_key) together.
             "batchSize": queue.batch_size,
+            # Models kept loaded at once: the gateway prefers a swap that evicts nothing.
+            "maxLoadedModels": models.max_loaded,
         }
 
     @app.post("/v1/jobs")

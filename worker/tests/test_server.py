@@ -47,6 +47,7 @@ def test_health_reports_models_families_capacity_and_what_is_loaded(start_worker
         "load": {"running": 0, "queued": 0},
         "capabilities": ["outputQuality", "promptWeighting", "embeddingMentions", "loras"],
         "batchSize": 1,
+        "maxLoadedModels": 2,
     }
     assert client.submit(job_body()).last["event"] == "result"
     assert [model["loaded"] for model in client.health()["models"]] == [True, False]
