@@ -246,15 +246,19 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
     acquire(placement, exclude, cancellation, maxWaitMs) {
       // Waiting for a worker with the model is worth about one job's time (a swap costs more than that on a
       // GPU); past it, or with no room to wait in, a free slot elsewhere is taken.
-      const canWait = queue.length < options.queueMax;
-      const first = claim(canWait ? { ...placement, patient: true } : placement, exclude);
+      const patientPlacement = { ...placement, patient: true };
+      const first = claim(queue.length < options.queueMax ? patientPlacement : placement, exclude);
       if (first.kind === 'taken') return first.value;
       if (first.kind === 'fail') throw first.error;
       const queued = performance.now();
-      const patienceMs = meanJobMs;
-      const patience = setTimeout(() => queue.pump(), patienceMs);
+      // Ended by its timer, not by comparing clocks: the pump it triggers must see the patience over.
+      let patient = true;
+      const patience = setTimeout(() => {
+        patient = false;
+        queue.pump();
+      }, meanJobMs);
       return queue
-        .wait(() => claim(performance.now() - queued < patienceMs ? { ...placement, patient: true } : placement, exclude), cancellation, maxWaitMs)
+        .wait(() => claim(patient ? patientPlacement : placement, exclude), cancellation, maxWaitMs)
         .finally(() => {
           clearTimeout(patience);
           options.recorder.workerQueueWait((performance.now() - queued) / 1000);

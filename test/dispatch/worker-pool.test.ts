@@ -110,4 +110,31 @@ describe('the worker pool', () => {
       expect(created.workers.map((worker) => worker.heldBatches.size)).toEqual([0, 0]);
     }
   });
+
+  it('swaps a model in on a worker with a free model slot rather than one that would unload another', async () => {
+    const OTHER = 'civitai:4384@128713';
+    const gpu = { stepMs: 1, swapMs: 1, maxLoadedModels: 1 };
+    const models = (loaded: boolean) => [
+      { air: MODEL, family: 'sdxl' as const, loaded: false },
+      { air: OTHER, family: 'sd1' as const, loaded },
+    ];
+    const workers = await Promise.all([startFakeWorker({ maxConcurrency: 8, models: models(true), gpu }), startFakeWorker({ maxConcurrency: 8, models: models(false), gpu })]);
+    open.push(...workers);
+    for (let seed = 1; seed <= 10; seed++) {
+      const created = await pool(workers, seed);
+      const [full, roomy] = created.workers as [PooledWorker, PooledWorker];
+      expect([full.hasFreeModelSlot(), roomy.hasFreeModelSlot()]).toEqual([false, true]);
+      // The roomy worker is busier, yet taking MODEL there unloads nothing.
+      const busy = [await created.acquire({ model: OTHER }, new Set([full.id]), createCancellation(), 1000), await created.acquire({ model: OTHER }, new Set([full.id]), createCancellation(), 1000)];
+      expect(roomy.hasFreeModelSlot()).toBe(false);
+      for (const lease of busy) lease.release('neutral');
+      expect(roomy.hasFreeModelSlot()).toBe(true);
+      const held = await created.acquire({ model: OTHER }, new Set([full.id]), createCancellation(), 1000);
+      held.release('neutral');
+      const lease = await created.acquire({ model: MODEL }, new Set(), createCancellation(), 1000);
+      expect(lease.worker.id).toBe(roomy.id);
+      lease.release('neutral');
+    }
+  });
 });
+
