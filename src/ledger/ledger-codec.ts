@@ -12,6 +12,8 @@ interface StoredSeed {
 }
 
 export function encodeEntry(entry: LedgerEntry): string {
+  // Written on every task's claim and end; most hold no seed beyond 2^53 − 1, and then need no copy.
+  if (!entry.results.some((result) => typeof result.seed === 'bigint')) return JSON.stringify(entry);
   return JSON.stringify({ ...entry, results: entry.results.map((result) => (typeof result.seed === 'bigint' ? { ...result, seed: { $bigint: result.seed.toString() } } : result)) });
 }
 
