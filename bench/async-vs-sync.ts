@@ -173,8 +173,7 @@ async function main(): Promise<void> {
     `Redis per sync task: ${perTask('sync')}`,
     `Redis per async task: ${perTask('async')}`,
   ];
-  const chart = new URL('./results/async-vs-sync.svg', import.meta.url).pathname;
-  writeLatencyChart(chart, `sync answer vs async acknowledgement: ${concurrency} senders`, [
+  const chart = writeLatencyChart('async-vs-sync', `sync answer vs async acknowledgement: ${concurrency} senders`, [
     { label: 'sync (answer with the image)', latenciesMs: runs.sync.flatMap((run) => run.latenciesMs) },
     { label: 'async acknowledgement', latenciesMs: ackRuns.flatMap((run) => run.latenciesMs) },
   ]);

@@ -241,8 +241,7 @@ async function main(): Promise<void> {
         : `gateway CPU profile: none written into ${profileDir}`,
     );
   }
-  const chart = new URL('./results/dispatch-overhead.svg', import.meta.url).pathname;
-  writeLatencyChart(chart, `dispatch overhead: ${concurrency} connections, ${perRound * rounds} requests each`, [
+  const chart = writeLatencyChart('dispatch-overhead', `dispatch overhead: ${concurrency} connections, ${perRound * rounds} requests each`, [
     { label: labels.proxy, latenciesMs: runs.proxy.flatMap((run) => run.latenciesMs) },
     { label: labels.clipgate, latenciesMs: runs.clipgate.flatMap((run) => run.latenciesMs) },
   ]);

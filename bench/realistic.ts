@@ -239,9 +239,8 @@ async function main(): Promise<void> {
       `${row.transport.padEnd(10)}${row.output.padEnd(11)}${String(row.size).padStart(9)}${(ours.throughput * row.size).toFixed(0).padStart(10)}${(theirs.throughput * row.size).toFixed(0).padStart(10)}${ratio.toFixed(2).padStart(7)}${`${ours.p50.toFixed(1)}/${theirs.p50.toFixed(1)}`.padStart(14)}${`${ours.p99.toFixed(1)}/${theirs.p99.toFixed(1)}`.padStart(14)}${(ours.p99 - theirs.p99).toFixed(2).padStart(9)}   ${perTask('clipgate', ours)} | ${perTask('proxy', theirs)}`,
     );
   }
-  const chart = new URL('./results/realistic.svg', import.meta.url).pathname;
   const single = rows.filter((row) => row.size === sizes[0] && row.output === 'base64Data');
-  writeLatencyChart(chart, `realistic, ${sizes[0]} task/request, base64: clipgate beside the pass-through`, [
+  const chart = writeLatencyChart('realistic', `realistic, ${sizes[0]} task/request, base64: clipgate beside the pass-through`, [
     ...single.map((row) => ({ label: `clipgate ${row.transport}`, latenciesMs: row.clipgate.flatMap((run) => run.latenciesMs) })),
     { label: 'pass-through', latenciesMs: single[0]?.proxy.flatMap((run) => run.latenciesMs) ?? [] },
   ]);

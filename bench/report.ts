@@ -69,9 +69,12 @@ export function latencyChartSvg(title: string, series: readonly LatencySeries[])
   return `${parts.join('\n')}\n`;
 }
 
-export function writeLatencyChart(path: string, title: string, series: readonly LatencySeries[]): void {
+/** Writes bench/results/NAME.svg, the chart docs/benchmarks.md embeds, and returns its path. */
+export function writeLatencyChart(name: string, title: string, series: readonly LatencySeries[]): string {
+  const path = new URL(`./results/${name}.svg`, import.meta.url).pathname;
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, latencyChartSvg(title, series));
+  return path;
 }
 
 function escapeXml(text: string): string {

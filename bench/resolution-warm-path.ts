@@ -112,8 +112,7 @@ async function main(): Promise<void> {
       return { variant, throughput, p50: percentile(sorted, 50), p99: percentile(sorted, 99), perTaskMicros: (1e6 / (throughput * tasksPerRequest)), mean };
     });
     const [without, withEmbeddings] = rows as [(typeof rows)[number], (typeof rows)[number]];
-    const chart = new URL('./results/resolution-warm-path.svg', import.meta.url).pathname;
-    writeLatencyChart(chart, `warm-path resolution: ${tasksPerRequest} tasks/request, ${embeddings.length} embeddings/task`, [
+    const chart = writeLatencyChart('resolution-warm-path', `warm-path resolution: ${tasksPerRequest} tasks/request, ${embeddings.length} embeddings/task`, [
       { label: 'without embeddings', latenciesMs: results.without },
       { label: `with ${embeddings.length} embeddings (warm)`, latenciesMs: results.with },
     ]);

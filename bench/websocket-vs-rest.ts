@@ -135,9 +135,7 @@ async function main(): Promise<void> {
   const row = (variant: Variant) =>
     `${labels[variant].padEnd(30)}${results[variant].throughput.toFixed(0).padStart(8)}${results[variant].p50.toFixed(2).padStart(9)}${results[variant].p99.toFixed(2).padStart(9)}${micros(variant).padStart(10)}`;
   const cores = availableParallelism();
-  const chart = new URL('./results/websocket-vs-rest.svg', import.meta.url).pathname;
-  writeLatencyChart(
-    chart,
+  const chart = writeLatencyChart('websocket-vs-rest',
     `WebSocket beside REST and the pass-through: ${concurrency} tasks in flight`,
     variants.map((variant) => ({ label: labels[variant], latenciesMs: runs[variant].flatMap((run) => run.latenciesMs) })),
   );
