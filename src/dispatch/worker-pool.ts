@@ -92,7 +92,8 @@ export interface WorkerPoolOptions {
 }
 
 export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
-  const queue = createAdmissionQueue<WorkerLease>(options.queueMax);
+  // Room: some worker could take a job now (selection asks more of it; without this, no claim can succeed).
+  const queue = createAdmissionQueue<WorkerLease>(options.queueMax, () => workers.some((worker) => worker.inFlight < worker.capacity && worker.available));
   // Exponentially weighted mean of job durations, for Retry-After; starts at a typical SD 1.5 job.
   let meanJobMs = options.typicalJobMs ?? 3000;
 
@@ -179,7 +180,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
           } else {
             const wasOpen = worker.breaker.state() !== 'closed';
             worker.breaker.onFailure();
-            if (!wasOpen && worker.breaker.state() !== 'closed') options.logger.warn({ worker: worker.url }, 'worker breaker opened after repeated failures');
+            if (!wasOpen && worker.breaker.state() !== 'closed') {
+              options.logger.warn({ worker: worker.url }, 'worker breaker opened after repeated failures');
+              // Tasks waiting for only this worker now fail at once (noAvailableWorker) instead of at their deadline.
+              queue.pumpAll();
+              return;
+            }
           }
           queue.pump();
         },
@@ -227,12 +233,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
 
   async function refreshHealth(): Promise<void> {
     await Promise.all(workers.map(checkHealth));
-    queue.pump();
+    queue.pumpAll();
   }
 
   async function recheck(worker: PooledWorker): Promise<void> {
     await checkHealth(worker);
-    queue.pump();
+    queue.pumpAll();
   }
 
   const poller = setInterval(() => {

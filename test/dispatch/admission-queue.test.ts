@@ -43,4 +43,41 @@ describe('admission queue', () => {
     await expect(doomed).rejects.toThrow('no worker serves it');
     expect(queue.length).toBe(0);
   });
+
+  it('asks no waiter while nothing has room, and stops asking once the room is taken', async () => {
+    let slots = 0;
+    let asked = 0;
+    const queue = createAdmissionQueue<number>(5000, () => slots > 0);
+    const claim = (value: number) => (): Claim<number> => {
+      asked++;
+      return slots > 0 ? (slots--, { kind: 'taken', value }) : { kind: 'wait' };
+    };
+    const waits = Array.from({ length: 3000 }, (_, index) => queue.wait(claim(index), neverCancelled, 5000));
+    for (let pump = 0; pump < 100; pump++) queue.pump();
+    expect(asked).toBe(0);
+    slots = 2;
+    queue.pump();
+    expect(asked).toBe(2);
+    await expect(Promise.all(waits.slice(0, 2))).resolves.toEqual([0, 1]);
+    expect(queue.length).toBe(2998);
+    // pumpAll asks every waiter, room or not: each says whether it can still wait.
+    queue.pumpAll();
+    expect(asked).toBe(3000);
+    slots = 2998;
+    queue.pump();
+    await expect(Promise.all(waits)).resolves.toHaveLength(3000);
+    expect(queue.length).toBe(0);
+  });
+
+  it('fails a waiter whose claim fails on pumpAll even while nothing has room', async () => {
+    let failing = false;
+    const queue = createAdmissionQueue<string>(5, () => false);
+    const doomed = queue.wait(() => (failing ? { kind: 'fail', error: new Error('its only worker went away') } : { kind: 'wait' }), neverCancelled, 5000);
+    failing = true;
+    queue.pump();
+    expect(queue.length).toBe(1);
+    queue.pumpAll();
+    await expect(doomed).rejects.toThrow('its only worker went away');
+    expect(queue.length).toBe(0);
+  });
 });
