@@ -142,8 +142,8 @@ export async function startHelperProcess(script: string, args: readonly string[]
  * A fake worker (served by `workerScript --serve-fake-worker`) and the bare pass-through in front of it, each in
  * its own process and supervised with `children`: what every gateway-against-proxy benchmark starts.
  */
-export async function startWorkerAndProxy(workerScript: string, children: ChildProcess[], proxyScript = 'bench/passthrough-proxy.ts'): Promise<{ worker: HelperProcess; proxy: HelperProcess }> {
-  const worker = await startHelperProcess(workerScript, ['--serve-fake-worker']);
+export async function startWorkerAndProxy(workerScript: string, children: ChildProcess[], proxyScript = 'bench/passthrough-proxy.ts', workerArgs: readonly string[] = []): Promise<{ worker: HelperProcess; proxy: HelperProcess }> {
+  const worker = await startHelperProcess(workerScript, ['--serve-fake-worker', ...workerArgs]);
   children.push(worker.child);
   const proxy = await startHelperProcess(proxyScript, [worker.url]);
   children.push(proxy.child);

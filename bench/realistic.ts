@@ -7,7 +7,8 @@
  * worker; for several tasks it parses the array and sends each at once.
  *
  *   npm run bench:realistic [-- --tasks 6000 --concurrency 50 --rounds 4 --warmup 1000 --sizes 1,10,50 --transports REST,WebSocket
- *                               --outputs URL,base64Data --log-level info --cpu-prof DIR --baseline bare|fastify]
+ *                               --outputs URL,base64Data --log-level info --cpu-prof DIR --baseline bare|fastify
+ *                               --worker-concurrency 64]
  *
  * Prints, per transport, output and size: tasks/s of both, the ratio, p50/p99 per request of both and the p99
  * overhead, and CPU µs per task of clipgate, the proxy, Redis, the worker and this generator. Targets (issue 15):
@@ -45,6 +46,12 @@ const { values: args } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     /** `bare`: bench/passthrough-proxy.ts (node:http). `fastify`: bench/fastify-passthrough.ts, the framework's floor (REST only). */
     baseline: { type: 'string', default: 'bare' },
+    /**
+     * The fake worker's advertised maxConcurrency: 64, the pass-throughs' connection cap, so both sides hold at
+     * most 64 jobs at the worker and queue the rest (clipgate in its admission queue, the pass-through in
+     * undici's). A GPU worker advertises single digits; 100000 makes clipgate open a socket per task in flight.
+     */
+    'worker-concurrency': { type: 'string', default: '64' },
     'serve-fake-worker': { type: 'boolean', default: false },
   },
 });
@@ -64,7 +71,7 @@ if (!(baseline in baselines)) throw new Error(`--baseline must be one of ${Objec
 
 /** The worker's own process: answers at once, takes LoRAs, and says what the first job it got looked like. */
 async function serveFakeWorker(): Promise<void> {
-  const worker = await startFakeWorker({ maxConcurrency: 100_000, capabilities: ['loras'] });
+  const worker = await startFakeWorker({ maxConcurrency: Number(args['worker-concurrency']), capabilities: ['loras'] });
   worker.setBehaviour({ acceptDelayMs: 0, latencyMs: 0, progressEveryMs: 0 });
   announceListening(worker.url);
   const reporter = setInterval(() => {
@@ -102,8 +109,9 @@ async function main(): Promise<void> {
   const concurrency = Number(args.concurrency);
   const rounds = Number(args.rounds);
   const warmup = Number(args.warmup);
+  const workerConcurrency = Number(args['worker-concurrency']);
   const sizes = args.sizes.split(',').map(Number);
-  for (const [name, value] of Object.entries({ tasks: tasksPerVariant, concurrency, rounds, warmup, ...Object.fromEntries(sizes.map((size, index) => [`sizes[${index}]`, size])) })) {
+  for (const [name, value] of Object.entries({ tasks: tasksPerVariant, concurrency, rounds, warmup, 'worker-concurrency': workerConcurrency, ...Object.fromEntries(sizes.map((size, index) => [`sizes[${index}]`, size])) })) {
     if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer`);
   }
   const loadBefore = loadavg()[0] ?? NaN;
@@ -112,7 +120,7 @@ async function main(): Promise<void> {
   const [registry, redis] = await Promise.all([startFakeRegistry(), startRedisServer()]);
   registry.addModelVersion({ modelId: 7808, versionId: 9208, name: 'EasyNegative', type: 'TextualInversion', baseModel: 'SD 1.5', files: [{ name: 'easynegative.safetensors', bytes: kohyaSafetensorsFile(randomVectors(8, 768, 1), 8, 768) }] });
   registry.addModelVersion({ modelId: 8801, versionId: 9901, name: 'Style', type: 'LORA', baseModel: 'SD 1.5', files: [{ name: 'style.safetensors', bytes: loraFile('sd1', 'kohya') }] });
-  const { worker, proxy } = await startWorkerAndProxy('bench/realistic.ts', children, baselines[baseline]);
+  const { worker, proxy } = await startWorkerAndProxy('bench/realistic.ts', children, baselines[baseline], ['--worker-concurrency', args['worker-concurrency']]);
   const port = await freePort();
   const gateway = await startGatewayAsNpmStartDoes(
     {
@@ -221,7 +229,7 @@ async function main(): Promise<void> {
 
   const cores = availableParallelism();
   const lines = [
-    `realistic: Redis on, a warm embedding and a warm LoRA per task, the ledger on the path, LOG_LEVEL=${args['log-level']}, one API key; fake worker answering at once; ${concurrency} requests (or frames) in flight; ${rounds} alternating rounds per configuration after a warm-up`,
+    `realistic: Redis on, a warm embedding and a warm LoRA per task, the ledger on the path, LOG_LEVEL=${args['log-level']}, one API key; fake worker answering at once, ${workerConcurrency} jobs at a time (the rest queue in front of it); ${concurrency} requests (or frames) in flight; ${rounds} alternating rounds per configuration after a warm-up`,
     `note: generator, clipgate, pass-through, fake worker and Redis are 5 processes sharing ${cores} CPU core${cores === 1 ? '' : 's'}; 1-minute load average before the run: ${loadBefore.toFixed(2)}`,
     `clipgate: \`${gateway.command}\`; the pass-through (${baselines[baseline]}) sends the job clipgate sends (captured), one per task`,
     `${'transport'.padEnd(10)}${'output'.padEnd(11)}${'tasks/req'.padStart(9)}${'clip t/s'.padStart(10)}${'proxy t/s'.padStart(10)}${'ratio'.padStart(7)}${'p50 c/p'.padStart(14)}${'p99 c/p'.padStart(14)}${'p99 +ms'.padStart(9)}   CPU µs/task clipgate (redis, worker, gen) | proxy (redis, worker, gen)`,
