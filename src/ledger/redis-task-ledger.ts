@@ -1,7 +1,7 @@
 import { principalTag } from '../contracts/principal.js';
 import type { RedisClient } from '../cache/redis-clients.js';
 import type { RedisConnection } from '../cache/redis-connection.js';
-import { LedgerUnavailableError, type StoredTaskEvent, type TaskEvent, type TaskLedger, type WebhookAttemptRecord } from '../contracts/task-ledger.js';
+import { isClaimable, LedgerUnavailableError, type StoredTaskEvent, type TaskEvent, type TaskLedger, type WebhookAttemptRecord } from '../contracts/task-ledger.js';
 import { decodeEntry, encodeEntry } from './ledger-codec.js';
 
 /**
@@ -34,6 +34,15 @@ export function createRedisTaskLedger(options: {
       const key = keyOf(principal, request.taskUUID);
       const { abandonedBefore, ...claimed } = request;
       const record = encodeEntry({ ...claimed, state: 'processing', results: [], errors: [], updatedAt: clock() });
+      // A sync task (no events of its own) claims with one native SET NX GET, not a script: on every sync task's
+      // path, and the taskUUID is almost always new. A record found that may be taken over goes to the script,
+      // which checks it again and takes it in one step.
+      if (request.deliveryMethod === 'sync') {
+        const current = await client.set(key, record, 'EX', ttlSeconds, 'NX', 'GET').catch(unavailable);
+        if (current === null) return { kind: 'claimed' };
+        const found = decodeEntry(current);
+        if (found && !isClaimable(found, abandonedBefore)) return { kind: 'taken', entry: found };
+      }
       const existing = await client.ledgerClaim(key, `${key}:events`, record, ttlSeconds, abandonedBefore ?? 0).catch(unavailable);
       const entry = decodeEntry(existing);
       return entry ? { kind: 'taken', entry } : { kind: 'claimed' };

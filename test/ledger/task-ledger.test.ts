@@ -117,3 +117,24 @@ describe.each([
     expect(await ledger.webhookAttempts('bob', 't1')).toEqual([]);
   });
 });
+
+describe('the task ledger in Redis, on the sync path', () => {
+  const calls = async (command: string) => {
+    const stats = await connection.client.info('commandstats');
+    return Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? 0);
+  };
+
+  it('claims a new sync task with one SET and no script; only the final write is a script', async () => {
+    const ledger = createRedisTaskLedger({ redis: connection, namespace: `clipgate-test-${Date.now()}-${Math.random()}`, ttlSeconds: 60, logger: silent });
+    const before = { set: await calls('set'), evalsha: (await calls('evalsha')) + (await calls('eval')) };
+    const tasks = Array.from({ length: 20 }, (_, index) => `sync-${index}`);
+    for (const taskUUID of tasks) expect(await ledger.claim('alice', { taskUUID, taskType: 'imageInference', deliveryMethod: 'sync' })).toEqual({ kind: 'claimed' });
+    expect((await calls('eval')) + (await calls('evalsha')) - before.evalsha).toBe(0);
+    expect((await calls('set')) - before.set).toBe(20);
+    for (const taskUUID of tasks) await ledger.finished('alice', { taskUUID, taskType: 'imageInference', state: 'success', results: [], errors: [], deliveryMethod: 'sync' });
+    expect((await calls('eval')) + (await calls('evalsha')) - before.evalsha).toBe(20);
+    // A resend is answered from the record the SET found, without a script either.
+    expect(await ledger.claim('alice', { taskUUID: 'sync-0', taskType: 'imageInference', deliveryMethod: 'sync' })).toMatchObject({ kind: 'taken', entry: { state: 'success' } });
+    expect((await calls('eval')) + (await calls('evalsha')) - before.evalsha).toBe(20);
+  });
+});
