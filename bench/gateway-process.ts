@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerProcess } from '../test/support/server-process.js';
@@ -8,7 +9,9 @@ import type { ServerProcess } from '../test/support/server-process.js';
  * The gateway as `npm start` runs it: package.json's start command (the built dist/, with its Node flags), so
  * the numbers are those of what operators deploy. `npm run bench:dispatch` builds first. With a profile
  * directory, under `node --cpu-prof` (which NODE_OPTIONS may not carry); the profile is written when the
- * process exits normally, so it is always stopped with SIGTERM first.
+ * process exits normally, so it is always stopped with SIGTERM first. Its URL images go to a directory of its
+ * own, removed when it stops: the default one under the system's tmpdir kept every benchmark's images (a run of
+ * bench:realistic writes tens of thousands).
  */
 export async function startGatewayAsNpmStartDoes(
   env: Record<string, string>,
@@ -20,9 +23,10 @@ export async function startGatewayAsNpmStartDoes(
   const [command, ...nodeArgs] = manifest.scripts.start.split(/\s+/);
   if (command !== 'node') throw new Error(`package.json's start script must run node directly; it runs: ${manifest.scripts.start}`);
   const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
+  const images = await mkdtemp(join(tmpdir(), 'clipgate-bench-images-'));
   const child = spawn(process.execPath, [...profiling, ...nodeArgs], {
     cwd: root,
-    env: { PATH: process.env['PATH'] ?? '', ...env },
+    env: { PATH: process.env['PATH'] ?? '', IMAGE_STORE_DIR: images, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   // Only the tail is kept, for error messages: at LOG_LEVEL=info every request writes a line.
@@ -33,16 +37,20 @@ export async function startGatewayAsNpmStartDoes(
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  // Removed however the process ends: a benchmark that fails must not leave its images either.
+  void exited.then(() => rm(images, { recursive: true, force: true }));
   return {
     command: manifest.scripts.start,
     child,
     output: () => output,
     async stop() {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
-      child.kill('SIGTERM');
-      await exited;
-      clearTimeout(killer);
+      if (child.exitCode === null && child.signalCode === null) {
+        const killer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+        child.kill('SIGTERM');
+        await exited;
+        clearTimeout(killer);
+      }
+      await rm(images, { recursive: true, force: true });
     },
   };
 }
