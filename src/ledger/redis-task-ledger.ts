@@ -23,6 +23,7 @@ export function createRedisTaskLedger(options: {
   const client = redis.client as ScriptedRedis;
   client.defineCommand('ledgerClaim', { numberOfKeys: 2, lua: CLAIM });
   client.defineCommand('ledgerFinish', { numberOfKeys: 1, lua: FINISH });
+  client.defineCommand('ledgerEvent', { numberOfKeys: 1, lua: EVENT });
   const keyOf = (principal: string, taskUUID: string) => `${namespace}:ledger:{${principalTag(principal)}:${taskUUID}}`;
   const unavailable = (error: unknown): never => {
     redis.noteFailure(error);
@@ -57,15 +58,10 @@ export function createRedisTaskLedger(options: {
     },
     addEvent(principal, taskUUID, event) {
       const key = `${keyOf(principal, taskUUID)}:events`;
-      client
-        .multi()
-        .xadd(key, 'MAXLEN', '~', '1000', '*', 'e', JSON.stringify(event))
-        .expire(key, ttlSeconds)
-        .exec()
-        .catch((error: unknown) => {
-          redis.noteFailure(error);
-          logger.warn({ err: error, taskUUID }, 'task event write failed');
-        });
+      client.ledgerEvent(key, JSON.stringify(event), ttlSeconds).catch((error: unknown) => {
+        redis.noteFailure(error);
+        logger.warn({ err: error, taskUUID }, 'task event write failed');
+      });
     },
     async events(principal, taskUUID, afterId) {
       const key = `${keyOf(principal, taskUUID)}:events`;
@@ -122,7 +118,15 @@ if current and cjson.decode(current).state ~= 'processing' then return current e
 redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false`;
 
+// KEYS[1] the event stream; ARGV[1] the event, ARGV[2] TTL. A script rather than MULTI: an async task writes one
+// per progress step, and ioredis builds a pipeline and four commands for a MULTI of two.
+const EVENT = `
+local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', '1000', '*', 'e', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return id`;
+
 type ScriptedRedis = RedisClient & {
   ledgerClaim(record: string, events: string, value: string, ttlSeconds: number, abandonedBefore: number): Promise<string | null>;
   ledgerFinish(record: string, value: string, ttlSeconds: number): Promise<string | null>;
+  ledgerEvent(events: string, event: string, ttlSeconds: number): Promise<string>;
 };
