@@ -28,12 +28,18 @@ export type Claim<T> = { readonly kind: 'taken'; readonly value: T } | { readonl
 
 interface Waiter<T> {
   readonly claim: () => Claim<T>;
+  readonly likeness: (() => string | undefined) | undefined;
   readonly settle: (outcome: { value: T } | { error: unknown }) => void;
 }
 
 export interface AdmissionQueue<T> {
-  /** Waits until `claim` takes something; throws QueueFullError, QueueTimeoutError or the cancellation's reason. */
-  wait(claim: () => Claim<T>, cancellation: Cancellation, maxWaitMs: number): Promise<T>;
+  /**
+   * Waits until `claim` takes something; throws QueueFullError, QueueTimeoutError or the cancellation's reason.
+   * `likeness`: waiters of equal likeness get the same answer until something is taken, so once one of them
+   * waits in a pump the others are not asked (undefined: always asked). Without it, a queue of thousands for a
+   * full worker, beside a free one that serves other models, asked every one of them on every finished job.
+   */
+  wait(claim: () => Claim<T>, cancellation: Cancellation, maxWaitMs: number, likeness?: () => string | undefined): Promise<T>;
   /** Offers freed capacity to the waiters, oldest first, until `hasRoom` says none is left. */
   pump(): void;
   /**
@@ -54,16 +60,26 @@ export function createAdmissionQueue<T>(maxLength: number, hasRoom: () => boolea
   const waiters = new Set<Waiter<T>>();
 
   function offer(everyone: boolean): void {
+    // Likenesses that answered `wait` since the last take: a take changes what the others would get.
+    let waiting: Set<string> | undefined;
     for (const waiter of waiters) {
       if (!everyone && !hasRoom()) return;
+      const likeness = waiter.likeness?.();
+      if (likeness !== undefined && waiting?.has(likeness)) continue;
       const claim = waiter.claim();
-      if (claim.kind === 'taken') waiter.settle({ value: claim.value });
-      else if (claim.kind === 'fail') waiter.settle({ error: claim.error });
+      if (claim.kind === 'taken') {
+        waiter.settle({ value: claim.value });
+        waiting = undefined;
+      } else if (claim.kind === 'fail') {
+        waiter.settle({ error: claim.error });
+      } else if (likeness !== undefined) {
+        (waiting ??= new Set()).add(likeness);
+      }
     }
   }
 
   return {
-    wait(claim, cancellation, maxWaitMs) {
+    wait(claim, cancellation, maxWaitMs, likeness) {
       if (waiters.size >= maxLength) return Promise.reject(new QueueFullError(waiters.size + 1));
       if (cancellation.reason) return Promise.reject(cancellation.reason);
       const position = waiters.size + 1;
@@ -76,6 +92,7 @@ export function createAdmissionQueue<T>(maxLength: number, hasRoom: () => boolea
         };
         const waiter: Waiter<T> = {
           claim,
+          likeness,
           settle(outcome) {
             cleanUp();
             if ('value' in outcome) resolve(outcome.value);

@@ -263,8 +263,12 @@ export function createWorkerPool(options: WorkerPoolOptions): WorkerPool {
         patient = false;
         queue.pump();
       }, meanJobMs);
+      // Whether a claim waits depends only on the model, the capabilities and the patience (and on what it
+      // excludes: a retry's claims are always asked).
+      const likeness = (asPatient: boolean) => (exclude.size > 0 ? undefined : `${asPatient ? 'patient' : 'any'}|${placement.required?.join(',') ?? ''}|${placement.model}`);
+      const [patientLikeness, anyLikeness] = [likeness(true), likeness(false)];
       return queue
-        .wait(() => claim(patient ? patientPlacement : placement, exclude), cancellation, maxWaitMs)
+        .wait(() => claim(patient ? patientPlacement : placement, exclude), cancellation, maxWaitMs, () => (patient ? patientLikeness : anyLikeness))
         .finally(() => {
           clearTimeout(patience);
           options.recorder.workerQueueWait((performance.now() - queued) / 1000);

@@ -80,4 +80,28 @@ describe('admission queue', () => {
     await expect(doomed).rejects.toThrow('its only worker went away');
     expect(queue.length).toBe(0);
   });
+
+  it('asks one waiter of a likeness that waits, not all of them, and asks again once something was taken', async () => {
+    // Room elsewhere (a free worker serving other models), none for model x.
+    let slotsForX = 0;
+    const asked = { x: 0, y: 0 };
+    const queue = createAdmissionQueue<string>(10_000, () => true);
+    const claimX = (name: string) => (): Claim<string> => {
+      asked.x++;
+      return slotsForX > 0 ? (slotsForX--, { kind: 'taken', value: name }) : { kind: 'wait' };
+    };
+    const forX = Array.from({ length: 3000 }, (_, index) => queue.wait(claimX(`x${index}`), neverCancelled, 5000, () => 'x'));
+    const forY = queue.wait(() => (asked.y++, { kind: 'taken', value: 'y' }), neverCancelled, 5000, () => 'y');
+    queue.pump();
+    expect(asked).toEqual({ x: 1, y: 1 });
+    await expect(forY).resolves.toBe('y');
+    slotsForX = 2;
+    queue.pump();
+    // Two taken, then the third waits, and the rest of its likeness are not asked.
+    expect(asked.x).toBe(1 + 3);
+    await expect(Promise.all(forX.slice(0, 2))).resolves.toEqual(['x0', 'x1']);
+    slotsForX = 2998;
+    queue.pump();
+    await expect(Promise.all(forX)).resolves.toHaveLength(3000);
+  });
 });
