@@ -58,7 +58,9 @@ async function measure(fleet: 'alone' | 'beside'): Promise<number> {
     const running: WorkerLease[] = [];
     const acquire = () => Promise.resolve(pool.acquire({ model: WAITING_MODEL }, new Set(), createCancellation(), 60_000));
     for (let slot = 0; slot < SLOTS; slot++) running.push(await acquire());
-    const waiting = Array.from({ length: depth }, () => acquire().then((lease) => void running.push(lease)));
+    const waiting = Array.from({ length: depth }, () => acquire().then((lease) => {
+      running.push(lease);
+    }));
     const started = process.cpuUsage();
     for (let release = 0; release < releases; release++) {
       running.shift()!.release('success');

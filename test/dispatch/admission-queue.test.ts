@@ -91,7 +91,11 @@ describe('admission queue', () => {
       return slotsForX > 0 ? (slotsForX--, { kind: 'taken', value: name }) : { kind: 'wait' };
     };
     const forX = Array.from({ length: 3000 }, (_, index) => queue.wait(claimX(`x${index}`), neverCancelled, 5000, () => 'x'));
-    const forY = queue.wait(() => (asked.y++, { kind: 'taken', value: 'y' }), neverCancelled, 5000, () => 'y');
+    const claimY = (): Claim<string> => {
+      asked.y++;
+      return { kind: 'taken', value: 'y' };
+    };
+    const forY = queue.wait(claimY, neverCancelled, 5000, () => 'y');
     queue.pump();
     expect(asked).toEqual({ x: 1, y: 1 });
     await expect(forY).resolves.toBe('y');
