@@ -7,7 +7,7 @@
  * worker; for several tasks it parses the array and sends each at once.
  *
  *   npm run bench:realistic [-- --tasks 6000 --concurrency 50 --rounds 4 --warmup 1000 --sizes 1,10,50 --transports REST,WebSocket
- *                               --outputs URL,base64Data --log-level info --cpu-prof DIR --baseline bare|fastify
+ *                               --outputs URL,base64Data --log-level info --cpu-prof DIR --baseline bare|fastify --front clipgate|ledger
  *                               --worker-concurrency 64]
  *
  * Prints, per transport, output and size: tasks/s of both, the ratio, p50/p99 per request of both and the p99
@@ -27,7 +27,7 @@ import { loraFile } from '../test/support/lora-fixtures.js';
 import { startRedisServer } from '../test/support/redis-server.js';
 import { waitUntilReady } from '../test/support/server-process.js';
 import { startGatewayAsNpmStartDoes } from './gateway-process.js';
-import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startWorkerAndProxy, summarise, superviseChildren, type LoadRun } from './load.js';
+import { announceListening, closedLoop, exitWithParent, processCpuSeconds, startHelperProcess, startWorkerAndProxy, summarise, superviseChildren, type LoadRun } from './load.js';
 import { progressBar, writeLatencyChart } from './report.js';
 import { SocketPool } from './socket-pool.js';
 
@@ -46,6 +46,12 @@ const { values: args } = parseArgs({
     'log-level': { type: 'string', default: 'info' },
     /** `bare`: bench/passthrough-proxy.ts (node:http). `fastify`: bench/fastify-passthrough.ts, the framework's floor (REST only). */
     baseline: { type: 'string', default: 'bare' },
+    /**
+     * What is measured against the baseline. `clipgate`: the gateway. `ledger`: bench/ledger-passthrough.ts, the
+     * bare pass-through plus the ledger's two Redis writes per task, the ceiling of any gateway keeping that
+     * ledger (REST only; clipgate still starts, to capture the job both send).
+     */
+    front: { type: 'string', default: 'clipgate' },
     /**
      * The fake worker's advertised maxConcurrency: 64, the pass-throughs' connection cap, so both sides hold at
      * most 64 jobs at the worker and queue the rest (clipgate in its admission queue, the pass-through in
@@ -68,6 +74,9 @@ type Transport = 'REST' | 'WebSocket';
 const baselines: Record<string, string> = { bare: 'bench/passthrough-proxy.ts', fastify: 'bench/fastify-passthrough.ts' };
 const baseline = args.baseline;
 if (!(baseline in baselines)) throw new Error(`--baseline must be one of ${Object.keys(baselines).join(', ')}`);
+const front = args.front;
+if (front !== 'clipgate' && front !== 'ledger') throw new Error('--front must be clipgate or ledger');
+if (front === 'ledger' && args.transports !== 'REST') throw new Error('--front ledger measures REST only: pass --transports REST');
 
 /** The worker's own process: answers at once, takes LoRAs, and says what the first job it got looked like. */
 async function serveFakeWorker(): Promise<void> {
@@ -140,10 +149,13 @@ async function main(): Promise<void> {
     { outputTailChars: 16_384, ...(args['cpu-prof'] !== undefined && { profileDir: resolve(args['cpu-prof']) }) },
   );
   children.push(gateway.child);
+  const ledgerFront = front === 'ledger' ? await startHelperProcess('bench/ledger-passthrough.ts', [worker.url, redis.url]) : undefined;
+  if (ledgerFront) children.push(ledgerFront.child);
   const redisPid = redis.pid;
 
   const clipgate = new Pool(`http://127.0.0.1:${port}`, { connections: concurrency });
   const passThrough = new Pool(proxy.url, { connections: concurrency });
+  const ledgerPool = ledgerFront && new Pool(ledgerFront.url, { connections: concurrency });
   let sockets: SocketPool | undefined;
   let job: Record<string, unknown> | undefined;
 
@@ -159,9 +171,9 @@ async function main(): Promise<void> {
     const text = await response.body.text();
     if (response.statusCode !== 200 || text.includes('"errors"') || count(text, outputs[output]) !== size) throw new Error(`clipgate answered ${response.statusCode}: ${text.slice(0, 400)}`);
   };
-  const sendProxy = async (size: number) => {
+  const sendProxy = async (size: number, pool = passThrough) => {
     const jobs = Array.from({ length: size }, () => ({ ...job, jobId: randomUUID() }));
-    const response = await passThrough.request({
+    const response = await pool.request({
       path: '/',
       method: 'POST',
       headers: { 'content-type': 'application/json' },
@@ -203,14 +215,14 @@ async function main(): Promise<void> {
     for (const { transport, output, size } of configurations) {
       const requests = Math.max(rounds, Math.ceil(tasksPerVariant / size));
       const perRound = Math.ceil(requests / rounds);
-      const sendClipgate = transport === 'REST' ? () => sendRest(size, output) : () => sockets!.send(Array.from({ length: size }, () => task(output)), outputs[output]);
+      const sendClipgate = ledgerPool ? () => sendProxy(size, ledgerPool) : transport === 'REST' ? () => sendRest(size, output) : () => sockets!.send(Array.from({ length: size }, () => task(output)), outputs[output]);
       const row: Row = { transport, output, size, clipgate: [], proxy: [], cpu: { clipgate: { front: 0, redis: 0, worker: 0, generator: 0 }, proxy: { front: 0, redis: 0, worker: 0, generator: 0 } } };
       const warmRequests = Math.max(concurrency, Math.ceil(warmup / size));
       await closedLoop(warmRequests, concurrency, sendClipgate);
       await closedLoop(warmRequests, concurrency, () => sendProxy(size));
       for (let round = 0; round < rounds; round++) {
         for (const variant of round % 2 === 0 ? (['clipgate', 'proxy'] as const) : (['proxy', 'clipgate'] as const)) {
-          const pids = { front: (variant === 'clipgate' ? gateway : proxy).child.pid, redis: redisPid, worker: worker.child.pid, generator: process.pid };
+          const pids = { front: (variant === 'clipgate' ? (ledgerFront ?? gateway) : proxy).child.pid, redis: redisPid, worker: worker.child.pid, generator: process.pid };
           const before = Object.fromEntries(Object.entries(pids).map(([name, pid]) => [name, processCpuSeconds(pid) ?? NaN]));
           row[variant].push(await closedLoop(perRound, concurrency, variant === 'clipgate' ? sendClipgate : () => sendProxy(size)));
           for (const [name, pid] of Object.entries(pids) as [keyof typeof pids, number | undefined][]) row.cpu[variant][name] += (processCpuSeconds(pid) ?? NaN) - (before[name] ?? NaN);
@@ -222,8 +234,8 @@ async function main(): Promise<void> {
     progress.finish();
   } finally {
     sockets?.close();
-    await Promise.all([clipgate.close(), passThrough.close()]);
-    await Promise.all([gateway.stop(), proxy.stop(), worker.stop()]);
+    await Promise.all([clipgate.close(), passThrough.close(), ledgerPool?.close()]);
+    await Promise.all([gateway.stop(), proxy.stop(), worker.stop(), ledgerFront?.stop()]);
     await Promise.all([registry.close(), redis.stop()]);
   }
 
@@ -231,7 +243,8 @@ async function main(): Promise<void> {
   const lines = [
     `realistic: Redis on, a warm embedding and a warm LoRA per task, the ledger on the path, LOG_LEVEL=${args['log-level']}, one API key; fake worker answering at once, ${workerConcurrency} jobs at a time (the rest queue in front of it); ${concurrency} requests (or frames) in flight; ${rounds} alternating rounds per configuration after a warm-up`,
     `note: generator, clipgate, pass-through, fake worker and Redis are 5 processes sharing ${cores} CPU core${cores === 1 ? '' : 's'}; 1-minute load average before the run: ${loadBefore.toFixed(2)}`,
-    `clipgate: \`${gateway.command}\`; the pass-through (${baselines[baseline]}) sends the job clipgate sends (captured), one per task`,
+    ledgerFront ? 'clip: bench/ledger-passthrough.ts (the bare pass-through and the ledger\'s two Redis writes per task), not clipgate' : `clipgate: \`${gateway.command}\``,
+    `the pass-through (${baselines[baseline]}) sends the job clipgate sends (captured), one per task`,
     `${'transport'.padEnd(10)}${'output'.padEnd(11)}${'tasks/req'.padStart(9)}${'clip t/s'.padStart(10)}${'proxy t/s'.padStart(10)}${'ratio'.padStart(7)}${'p50 c/p'.padStart(14)}${'p99 c/p'.padStart(14)}${'p99 +ms'.padStart(9)}   CPU µs/task clipgate (redis, worker, gen) | proxy (redis, worker, gen)`,
   ];
   for (const row of rows) {
