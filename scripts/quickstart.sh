@@ -43,6 +43,8 @@ fi
 
 npm run -s build
 echo "quickstart: starting the gateway on port ${PORT} with WORKER_URLS=${WORKER_URLS}"
-node dist/server.js &
+# package.json's start command, node flags and all (one place says how the gateway runs); split on spaces.
+start_command=$(node -p "require('./package.json').scripts.start")
+$start_command &
 gateway_pid=$!
 wait "$gateway_pid"

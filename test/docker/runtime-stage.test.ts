@@ -75,7 +75,10 @@ describe('the Docker images', () => {
         cmd = JSON.parse(args) as string[];
       }
     }
-    expect(cmd).toEqual(['node', 'dist/server.js']);
+    // The image starts the gateway as `npm start` does: the same node flags (the young generation's size, issue 15).
+    const startScript = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
+    expect(cmd).toEqual(startScript.split(/\s+/));
+    expect(cmd).toContain('--max-semi-space-size=64');
     // Nothing but production dependencies: the test toolchain is not there.
     expect(() => readFileSync(join(directory, 'node_modules/vitest/package.json'))).toThrow();
     expect(() => readFileSync(join(directory, 'node_modules/fastify/package.json'))).not.toThrow();

@@ -1,4 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
 
@@ -10,9 +12,14 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-/** Runs src/server.ts as a real process, the way `npm start` does (through tsx, without the build step). */
+/** The node flags of package.json's start command (`node <flags> dist/server.js`): production's heap settings. */
+const startNodeFlags = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
+  .split(/\s+/)
+  .filter((part) => part.startsWith('--'));
+
+/** Runs src/server.ts as a real process, the way `npm start` does (its node flags, through tsx, without the build step). */
 export function startServerProcess(env: Record<string, string>): ServerProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, [...startNodeFlags, '--import', 'tsx', 'src/server.ts'], {
     cwd: root,
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
