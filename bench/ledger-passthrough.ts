@@ -11,11 +11,9 @@
  * Listens on a free loopback port and prints `LISTENING <url>`; leaves when its parent closes its stdin.
  */
 import { randomUUID } from 'node:crypto';
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { Pool } from 'undici';
-import { announceListening, exitWithParent } from './load.js';
+import { exitWithParent, servePosts } from './load.js';
 
 const [workerUrl, redisUrl] = process.argv.slice(2);
 if (!workerUrl || !redisUrl) {
@@ -43,25 +41,11 @@ async function runJob(job: Record<string, unknown>, body?: Buffer): Promise<stri
   return last;
 }
 
-const server = createServer((request, response) => {
-  if (request.method !== 'POST') {
-    request.resume();
-    response.writeHead(405).end();
-    return;
-  }
-  const chunks: Buffer[] = [];
-  request.on('data', (chunk: Buffer) => chunks.push(chunk));
-  request.on('end', () => {
-    const bytes = Buffer.concat(chunks);
-    const body = JSON.parse(bytes.toString('utf8')) as Record<string, unknown> | Record<string, unknown>[];
-    Promise.all(Array.isArray(body) ? body.map((job) => runJob(job)) : [runJob(body, bytes)]).then(
-      (events) => response.writeHead(200, { 'content-type': 'application/json' }).end(`[${events.join(',')}]`),
-      (error: unknown) => response.writeHead(502, { 'content-type': 'text/plain' }).end(`failed: ${String(error)}`),
-    );
-  });
-});
-
-server.listen(0, '127.0.0.1', () => {
-  announceListening(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+servePosts((bytes, response) => {
+  const body = JSON.parse(bytes.toString('utf8')) as Record<string, unknown> | Record<string, unknown>[];
+  Promise.all(Array.isArray(body) ? body.map((job) => runJob(job)) : [runJob(body, bytes)]).then(
+    (events) => response.writeHead(200, { 'content-type': 'application/json' }).end(`[${events.join(',')}]`),
+    (error: unknown) => response.writeHead(502, { 'content-type': 'text/plain' }).end(`failed: ${String(error)}`),
+  );
 });
 exitWithParent();

@@ -1,5 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 
 /**
@@ -87,6 +89,24 @@ export interface HelperProcess {
 /** The line a helper prints once it serves: `LISTENING http://127.0.0.1:PORT`. */
 export function announceListening(url: string): void {
   process.stdout.write(`LISTENING ${url}\n`);
+}
+
+/**
+ * A bare node:http server on a free loopback port for the pass-through baselines: anything but POST gets 405;
+ * each POST's body is read whole and handed to `answer`. Prints `LISTENING <url>` once it listens.
+ */
+export function servePosts(answer: (body: Buffer, response: ServerResponse) => void): void {
+  const server = createServer((request, response) => {
+    if (request.method !== 'POST') {
+      request.resume();
+      response.writeHead(405).end();
+      return;
+    }
+    const chunks: Buffer[] = [];
+    request.on('data', (chunk: Buffer) => chunks.push(chunk));
+    request.on('end', () => answer(Buffer.concat(chunks), response));
+  });
+  server.listen(0, '127.0.0.1', () => announceListening(`http://127.0.0.1:${(server.address() as AddressInfo).port}`));
 }
 
 /**

@@ -10,10 +10,9 @@
  *
  * Listens on a free loopback port and prints `LISTENING <url>`; leaves when its parent closes its stdin.
  */
-import { createServer, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { ServerResponse } from 'node:http';
 import { Pool } from 'undici';
-import { announceListening, exitWithParent } from './load.js';
+import { exitWithParent, servePosts } from './load.js';
 
 const workerUrl = process.argv[2];
 if (!workerUrl) {
@@ -23,38 +22,28 @@ if (!workerUrl) {
 
 const worker = new Pool(workerUrl, { connections: 64, keepAliveTimeout: 30_000, pipelining: 1 });
 
-const server = createServer((request, response) => {
-  if (request.method !== 'POST') {
-    request.resume();
-    response.writeHead(405).end();
+servePosts((body, response) => {
+  if (body[0] === 0x5b) {
+    fanOut(body, response);
     return;
   }
-  const chunks: Buffer[] = [];
-  request.on('data', (chunk: Buffer) => chunks.push(chunk));
-  request.on('end', () => {
-    const body = Buffer.concat(chunks);
-    if (body[0] === 0x5b) {
-      fanOut(body, response);
-      return;
-    }
-    worker
-      .stream(
-        {
-          path: '/v1/jobs',
-          method: 'POST',
-          headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },
-          body,
-        },
-        ({ statusCode, headers }) => {
-          response.writeHead(statusCode, { 'content-type': String(headers['content-type'] ?? 'application/octet-stream') });
-          return response;
-        },
-      )
-      .catch((error: unknown) => {
-        if (response.headersSent) response.destroy();
-        else response.writeHead(502, { 'content-type': 'text/plain' }).end(`worker unreachable: ${String(error)}`);
-      });
-  });
+  worker
+    .stream(
+      {
+        path: '/v1/jobs',
+        method: 'POST',
+        headers: { 'content-type': 'application/json', accept: 'application/x-ndjson' },
+        body,
+      },
+      ({ statusCode, headers }) => {
+        response.writeHead(statusCode, { 'content-type': String(headers['content-type'] ?? 'application/octet-stream') });
+        return response;
+      },
+    )
+    .catch((error: unknown) => {
+      if (response.headersSent) response.destroy();
+      else response.writeHead(502, { 'content-type': 'text/plain' }).end(`worker unreachable: ${String(error)}`);
+    });
 });
 
 function fanOut(body: Buffer, response: ServerResponse): void {
@@ -70,7 +59,4 @@ function fanOut(body: Buffer, response: ServerResponse): void {
   );
 }
 
-server.listen(0, '127.0.0.1', () => {
-  announceListening(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
-});
 exitWithParent();
