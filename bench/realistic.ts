@@ -49,7 +49,7 @@ const { values: args } = parseArgs({
     /**
      * What is measured against the baseline. `clipgate`: the gateway. `ledger`: bench/ledger-passthrough.ts, the
      * bare pass-through plus the ledger's two Redis writes per task, the ceiling of any gateway keeping that
-     * ledger (REST only; clipgate still starts, to capture the job both send).
+     * ledger (REST and base64Data only; clipgate still starts, to capture the job both send).
      */
     front: { type: 'string', default: 'clipgate' },
     /**
@@ -76,7 +76,7 @@ const baseline = args.baseline;
 if (!(baseline in baselines)) throw new Error(`--baseline must be one of ${Object.keys(baselines).join(', ')}`);
 const front = args.front;
 if (front !== 'clipgate' && front !== 'ledger') throw new Error('--front must be clipgate or ledger');
-if (front === 'ledger' && args.transports !== 'REST') throw new Error('--front ledger measures REST only: pass --transports REST');
+if (front === 'ledger' && (args.transports !== 'REST' || args.outputs !== 'base64Data')) throw new Error('--front ledger measures REST and answers inline only (it stores no image files): pass --transports REST --outputs base64Data');
 
 /** The worker's own process: answers at once, takes LoRAs, and says what the first job it got looked like. */
 async function serveFakeWorker(): Promise<void> {
