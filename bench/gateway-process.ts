@@ -1,9 +1,10 @@
 import { spawn } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServerProcess } from '../test/support/server-process.js';
+import { startCommand } from '../test/support/start-command.js';
 
 /**
  * The gateway as `npm start` runs it: package.json's start command (the built dist/, with its Node flags), so
@@ -19,9 +20,8 @@ export async function startGatewayAsNpmStartDoes(
 ): Promise<ServerProcess & { command: string }> {
   const { profileDir, outputTailChars } = options;
   const root = fileURLToPath(new URL('..', import.meta.url));
-  const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } };
-  const [command, ...nodeArgs] = manifest.scripts.start.split(/\s+/);
-  if (command !== 'node') throw new Error(`package.json's start script must run node directly; it runs: ${manifest.scripts.start}`);
+  const command = startCommand();
+  const nodeArgs = command.slice(1);
   const profiling = profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`] : [];
   const images = await mkdtemp(join(tmpdir(), 'clipgate-bench-images-'));
   const child = spawn(process.execPath, [...profiling, ...nodeArgs], {
@@ -40,7 +40,7 @@ export async function startGatewayAsNpmStartDoes(
   // Removed however the process ends: a benchmark that fails must not leave its images either.
   void exited.then(() => rm(images, { recursive: true, force: true }));
   return {
-    command: manifest.scripts.start,
+    command: command.join(' '),
     child,
     output: () => output,
     async stop() {

@@ -7,6 +7,7 @@ import { request } from 'undici';
 import { afterAll, describe, expect, it } from 'vitest';
 import { freePort } from '../support/free-port.js';
 import { waitUntilReady } from '../support/server-process.js';
+import { startCommand } from '../support/start-command.js';
 
 /**
  * There is no Docker engine here to build the images. So: hadolint checks both Dockerfiles, and the gateway's
@@ -76,8 +77,7 @@ describe('the Docker images', () => {
       }
     }
     // The image starts the gateway as `npm start` does: the same node flags (the young generation's size, issue 15).
-    const startScript = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start;
-    expect(cmd).toEqual(startScript.split(/\s+/));
+    expect(cmd).toEqual(startCommand());
     expect(cmd).toContain('--max-semi-space-size=64');
     // Nothing but production dependencies: the test toolchain is not there.
     expect(() => readFileSync(join(directory, 'node_modules/vitest/package.json'))).toThrow();

@@ -1,8 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { startNodeFlags } from './start-command.js';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -12,14 +11,9 @@ export interface ServerProcess {
   stop(): Promise<void>;
 }
 
-/** The node flags of package.json's start command (`node <flags> dist/server.js`): production's heap settings. */
-const startNodeFlags = (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { scripts: { start: string } }).scripts.start
-  .split(/\s+/)
-  .filter((part) => part.startsWith('--'));
-
 /** Runs src/server.ts as a real process, the way `npm start` does (its node flags, through tsx, without the build step). */
 export function startServerProcess(env: Record<string, string>): ServerProcess {
-  const child = spawn(process.execPath, [...startNodeFlags, '--import', 'tsx', 'src/server.ts'], {
+  const child = spawn(process.execPath, [...startNodeFlags(), '--import', 'tsx', 'src/server.ts'], {
     cwd: root,
     env: { PATH: process.env['PATH'] ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
